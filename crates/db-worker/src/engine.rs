@@ -1,0 +1,785 @@
+//! Request execution over a `rusqlite::Connection`: plain Rust, the same
+//! natively and in the worker.
+//!
+//! Every write runs in its own transaction that also appends a row to
+//! [`LOG_TABLE`]: the row's key is the request id (so a write re-sent after a
+//! failover is applied exactly once, its stored reply returned instead), its
+//! rowid is the commit sequence number, and it lists the changed tables (so a
+//! tab that missed notifications can catch up).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rusqlite::fallible_iterator::FallibleIterator;
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Batch, Connection, OptionalExtension, Statement as SqlStatement, ToSql};
+use sqlite_tabs_protocol::{
+    decode, encode, ChangeEvent, Error, ErrorCode, Reply, Request, RequestId, Rows, RunResult,
+    Statement, TxId, Value,
+};
+
+/// The engine's own table; user statements never see it in notifications.
+pub const LOG_TABLE: &str = "_sqlite_tabs_log";
+
+/// How many commits the log keeps: enough to answer any write re-sent during
+/// a failover and any tab catching up after a short freeze.
+const LOG_KEEP: u64 = 10_000;
+
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 128;
+
+/// SQLite's journal mode, chosen at open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JournalMode {
+    /// Rollback journal, deleted after each commit.
+    Delete,
+    /// Rollback journal, truncated after each commit.
+    Truncate,
+    /// Rollback journal, header zeroed after each commit.
+    Persist,
+    /// Write-ahead log (needs `locking_mode=EXCLUSIVE` without shared memory).
+    Wal,
+}
+
+impl JournalMode {
+    fn sql_name(self) -> &'static str {
+        match self {
+            JournalMode::Delete => "DELETE",
+            JournalMode::Truncate => "TRUNCATE",
+            JournalMode::Persist => "PERSIST",
+            JournalMode::Wal => "WAL",
+        }
+    }
+}
+
+/// Connection settings applied by [`Engine::new`].
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Journal mode; see README for the measurement behind the default.
+    pub journal_mode: JournalMode,
+    /// Take SQLite's file lock once and keep it: the worker is the file's only
+    /// user, so per-transaction lock calls are pure overhead.
+    pub exclusive_locking: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            journal_mode: JournalMode::Wal,
+            exclusive_locking: true,
+        }
+    }
+}
+
+/// Tables a statement reads and writes, as SQLite's authorizer reports them
+/// while preparing it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Access {
+    /// Tables (and views) read.
+    pub reads: BTreeSet<String>,
+    /// Tables written or whose schema changes.
+    pub writes: BTreeSet<String>,
+    /// A `BEGIN`/`COMMIT`/`ROLLBACK`/`SAVEPOINT`: the engine manages those.
+    pub transaction_control: bool,
+    /// A `PRAGMA`.
+    pub pragma: bool,
+    /// Changes the schema, which can change what other statements access.
+    pub schema_change: bool,
+}
+
+impl Access {
+    fn record(&mut self, ctx: &AuthContext<'_>) {
+        let name = |t: &str| {
+            // sqlite_master & co. and our own log are bookkeeping, not data
+            // anyone subscribes to.
+            (!t.starts_with("sqlite_") && t != LOG_TABLE).then(|| t.to_owned())
+        };
+        let mut write = |t: &str, schema: bool| {
+            self.writes.extend(name(t));
+            self.schema_change |= schema;
+        };
+        match ctx.action {
+            AuthAction::Read { table_name, .. } => self.reads.extend(name(table_name)),
+            AuthAction::Insert { table_name }
+            | AuthAction::Delete { table_name }
+            | AuthAction::Update { table_name, .. } => write(table_name, false),
+            AuthAction::CreateTable { table_name }
+            | AuthAction::CreateTempTable { table_name }
+            | AuthAction::DropTable { table_name }
+            | AuthAction::DropTempTable { table_name }
+            | AuthAction::AlterTable { table_name, .. }
+            | AuthAction::CreateVtable { table_name, .. }
+            | AuthAction::DropVtable { table_name, .. }
+            | AuthAction::CreateIndex { table_name, .. }
+            | AuthAction::CreateTempIndex { table_name, .. }
+            | AuthAction::DropIndex { table_name, .. }
+            | AuthAction::DropTempIndex { table_name, .. }
+            | AuthAction::CreateTrigger { table_name, .. }
+            | AuthAction::CreateTempTrigger { table_name, .. }
+            | AuthAction::DropTrigger { table_name, .. }
+            | AuthAction::DropTempTrigger { table_name, .. } => write(table_name, true),
+            AuthAction::CreateView { view_name }
+            | AuthAction::CreateTempView { view_name }
+            | AuthAction::DropView { view_name }
+            | AuthAction::DropTempView { view_name } => write(view_name, true),
+            AuthAction::Transaction { .. } | AuthAction::Savepoint { .. } => {
+                self.transaction_control = true
+            }
+            AuthAction::Pragma { .. } => self.pragma = true,
+            _ => {}
+        }
+    }
+}
+
+/// Collects the authorizer's reports while armed.
+#[derive(Default)]
+struct Recorder {
+    armed: bool,
+    access: Access,
+}
+
+type SharedRecorder = Arc<Mutex<Recorder>>;
+
+fn with_recorder<T>(recorder: &SharedRecorder, f: impl FnOnce(&mut Recorder) -> T) -> T {
+    // A poisoned lock only means a panic elsewhere; the data is still usable.
+    f(&mut recorder.lock().unwrap_or_else(PoisonError::into_inner))
+}
+
+fn arm(recorder: &SharedRecorder) {
+    with_recorder(recorder, |r| {
+        r.armed = true;
+        r.access = Access::default();
+    })
+}
+
+fn disarm(recorder: &SharedRecorder) -> Access {
+    with_recorder(recorder, |r| {
+        r.armed = false;
+        std::mem::take(&mut r.access)
+    })
+}
+
+/// What one request produced.
+#[derive(Debug, PartialEq)]
+pub struct Outcome {
+    /// The answer to the caller.
+    pub result: Result<Reply, Error>,
+    /// The commit it caused, to announce to every tab.
+    pub change: Option<ChangeEvent>,
+}
+
+impl Outcome {
+    fn reply(result: Result<Reply, Error>) -> Self {
+        Outcome {
+            result,
+            change: None,
+        }
+    }
+}
+
+struct OpenTx {
+    id: TxId,
+    writes: BTreeSet<String>,
+}
+
+/// Executes requests on one connection.
+pub struct Engine {
+    conn: Connection,
+    recorder: SharedRecorder,
+    access: HashMap<String, Arc<Access>>,
+    seq: u64,
+    tx: Option<OpenTx>,
+    next_tx: u64,
+}
+
+/// Maps a rusqlite error to the protocol's typed error.
+pub fn sql_error(e: rusqlite::Error) -> Error {
+    use rusqlite::Error as E;
+    match e {
+        E::SqliteFailure(err, message) => Error::new(
+            ErrorCode::Sqlite(err.extended_code),
+            message.unwrap_or_else(|| err.to_string()),
+        ),
+        E::SqlInputError { error, msg, .. } => {
+            Error::new(ErrorCode::Sqlite(error.extended_code), msg)
+        }
+        E::MultipleStatement => Error::bad_request(
+            "more than one statement given; use exec() for scripts or batch() for several statements with parameters",
+        ),
+        E::InvalidParameterCount(given, expected) => Error::bad_request(format!(
+            "statement takes {expected} parameter(s) but {given} were given"
+        )),
+        E::InvalidParameterName(name) => {
+            Error::bad_request(format!("no parameter named {name:?} in the statement"))
+        }
+        E::ToSqlConversionFailure(e) => Error::bad_request(format!("unsupported parameter: {e}")),
+        E::Utf8Error(..) | E::NulError(..) => Error::bad_request(e.to_string()),
+        other => Error::internal(other.to_string()),
+    }
+}
+
+type SqlResult<T> = Result<T, Error>;
+
+struct Bind<'a>(&'a Value);
+
+impl ToSql for Bind<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self.0 {
+            Value::Null => ValueRef::Null,
+            Value::Integer(i) => ValueRef::Integer(*i),
+            Value::Real(f) => ValueRef::Real(*f),
+            Value::Text(s) => ValueRef::Text(s.as_bytes()),
+            Value::Blob(b) => ValueRef::Blob(b),
+        }))
+    }
+}
+
+fn to_value(v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Integer(i),
+        ValueRef::Real(f) => Value::Real(f),
+        // SQLite may hold invalid UTF-8 in TEXT (e.g. from CAST of a blob);
+        // replacing beats failing the whole query.
+        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+    }
+}
+
+fn bind(stmt: &mut SqlStatement<'_>, params: &[Value]) -> SqlResult<()> {
+    let expected = stmt.parameter_count();
+    if expected != params.len() {
+        return Err(Error::bad_request(format!(
+            "statement takes {expected} parameter(s) but {} were given",
+            params.len()
+        )));
+    }
+    for (i, p) in params.iter().enumerate() {
+        stmt.raw_bind_parameter(i + 1, Bind(p)).map_err(sql_error)?;
+    }
+    Ok(())
+}
+
+fn read_rows(stmt: &mut SqlStatement<'_>) -> SqlResult<Rows> {
+    let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
+    let n = columns.len();
+    let mut values = Vec::new();
+    let mut rows = stmt.raw_query();
+    while let Some(row) = rows.next().map_err(sql_error)? {
+        for i in 0..n {
+            values.push(to_value(row.get_ref(i).map_err(sql_error)?));
+        }
+    }
+    Ok(Rows { columns, values })
+}
+
+fn step_to_end(stmt: &mut SqlStatement<'_>) -> SqlResult<()> {
+    let mut rows = stmt.raw_query();
+    while rows.next().map_err(sql_error)?.is_some() {}
+    Ok(())
+}
+
+fn transaction_control_error() -> Error {
+    Error::bad_request(
+        "BEGIN, COMMIT, ROLLBACK and SAVEPOINT are managed by sqlite-tabs; use batch() or transaction()",
+    )
+}
+
+impl Engine {
+    /// Takes over a freshly opened connection: applies the pragmas, creates
+    /// the log table and reads the last commit sequence number.
+    pub fn new(conn: Connection, options: &EngineOptions) -> SqlResult<Engine> {
+        if options.exclusive_locking {
+            conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
+                .map_err(sql_error)?;
+        }
+        // journal_mode answers with the mode it got (in-memory databases
+        // stay "memory"); either way the database works.
+        let _: String = conn
+            .pragma_update_and_check(None, "journal_mode", options.journal_mode.sql_name(), |r| {
+                r.get(0)
+            })
+            .map_err(sql_error)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sql_error)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        conn.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {LOG_TABLE} (
+                seq INTEGER PRIMARY KEY,
+                client INTEGER NOT NULL,
+                request INTEGER NOT NULL,
+                tables BLOB NOT NULL,
+                reply BLOB NOT NULL,
+                UNIQUE (client, request)
+            )"
+        ))
+        .map_err(sql_error)?;
+        let seq: i64 = conn
+            .query_row(
+                &format!("SELECT COALESCE(MAX(seq), 0) FROM {LOG_TABLE}"),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql_error)?;
+
+        let recorder = SharedRecorder::default();
+        let hook = recorder.clone();
+        let mut conn = conn;
+        conn.authorizer(Some(move |ctx: AuthContext<'_>| {
+            with_recorder(&hook, |r| {
+                if r.armed {
+                    r.access.record(&ctx);
+                }
+            });
+            Authorization::Allow
+        }))
+        .map_err(sql_error)?;
+
+        Ok(Engine {
+            conn,
+            recorder,
+            access: HashMap::new(),
+            seq: seq as u64,
+            tx: None,
+            next_tx: 1,
+        })
+    }
+
+    /// The sequence number of the last commit.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The interactive transaction in progress, if any.
+    pub fn open_tx(&self) -> Option<TxId> {
+        self.tx.as_ref().map(|t| t.id)
+    }
+
+    /// The underlying connection, for inspection in tests and tools.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Which tables a single statement reads and writes (cached by SQL text).
+    pub fn access(&mut self, sql: &str) -> SqlResult<Arc<Access>> {
+        if let Some(a) = self.access.get(sql) {
+            return Ok(a.clone());
+        }
+        arm(&self.recorder);
+        // Uncached prepare: a statement-cache hit would skip the authorizer.
+        let prepared = self.conn.prepare(sql).map(drop);
+        let access = Arc::new(disarm(&self.recorder));
+        prepared.map_err(sql_error)?;
+        if self.access.len() >= STATEMENT_CACHE {
+            self.access.clear();
+        }
+        self.access.insert(sql.to_owned(), access.clone());
+        Ok(access)
+    }
+
+    /// Commits made since `after`, oldest first, as far as the log reaches;
+    /// `None` if the log no longer goes back that far.
+    pub fn changes_since(&self, after: u64) -> SqlResult<Option<Vec<ChangeEvent>>> {
+        if after >= self.seq {
+            return Ok(Some(Vec::new()));
+        }
+        let oldest: Option<i64> = self
+            .conn
+            .query_row(&format!("SELECT MIN(seq) FROM {LOG_TABLE}"), [], |r| {
+                r.get(0)
+            })
+            .map_err(sql_error)?;
+        if oldest.is_none_or(|o| o as u64 > after + 1) {
+            return Ok(None);
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT seq, tables FROM {LOG_TABLE} WHERE seq > ?1 ORDER BY seq"
+            ))
+            .map_err(sql_error)?;
+        let events = stmt
+            .query_map([after as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(sql_error)?
+            .map(|r| {
+                let (seq, tables) = r.map_err(sql_error)?;
+                Ok(ChangeEvent {
+                    seq: seq as u64,
+                    tables: decode(&tables).map_err(|e| Error::internal(e.to_string()))?,
+                })
+            })
+            .collect::<SqlResult<Vec<_>>>()?;
+        Ok(Some(events))
+    }
+
+    /// Executes one request.
+    ///
+    /// The caller (the scheduler) makes sure requests outside the open
+    /// interactive transaction wait for it to end.
+    pub fn execute(&mut self, id: RequestId, request: Request) -> Outcome {
+        let outcome = match request {
+            Request::Exec { sql, tx: None } => self.exec_script(id, &sql),
+            Request::Query {
+                sql,
+                params,
+                tx: None,
+            } => self.single(id, &sql, &params, true),
+            Request::Run {
+                sql,
+                params,
+                tx: None,
+            } => self.single(id, &sql, &params, false),
+            Request::Batch { statements } => self.batch(id, &statements),
+            Request::Begin => Outcome::reply(self.begin()),
+            Request::Commit { tx } => self.commit(id, tx),
+            Request::Rollback { tx } => Outcome::reply(self.rollback(tx)),
+            Request::Exec { sql, tx: Some(tx) } => Outcome::reply(self.in_tx(tx, |e, w| {
+                e.run_script(&sql, w, &mut |_| Ok(()))
+                    .map(|()| Reply::Done)
+            })),
+            Request::Query {
+                sql,
+                params,
+                tx: Some(tx),
+            } => Outcome::reply(self.in_tx(tx, |e, w| e.run_one(&sql, &params, true, w))),
+            Request::Run {
+                sql,
+                params,
+                tx: Some(tx),
+            } => Outcome::reply(self.in_tx(tx, |e, w| e.run_one(&sql, &params, false, w))),
+        };
+        if self.tx.is_none() && !self.conn.is_autocommit() {
+            // Never leave a transaction open behind a failed request.
+            self.rollback_quietly();
+        }
+        outcome
+    }
+
+    fn rollback_quietly(&self) {
+        if !self.conn.is_autocommit() {
+            // Fails only when SQLite already rolled back; nothing to undo then.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+
+    /// Stored reply of a write that was already applied.
+    fn applied(&self, id: RequestId) -> SqlResult<Option<Reply>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT reply FROM {LOG_TABLE} WHERE client = ?1 AND request = ?2"
+            ))
+            .map_err(sql_error)?;
+        let blob: Option<Vec<u8>> = stmt
+            .query_row([id.client.0 as i64, id.seq as i64], |r| r.get(0))
+            .optional()
+            .map_err(sql_error)?;
+        blob.map(|b| decode::<Reply>(&b).map_err(|e| Error::internal(e.to_string())))
+            .transpose()
+    }
+
+    /// Appends the log row and commits the open transaction.
+    fn commit_logged(
+        &mut self,
+        id: RequestId,
+        tables: &BTreeSet<String>,
+        reply: &Reply,
+    ) -> SqlResult<ChangeEvent> {
+        let seq = self.seq + 1;
+        let tables: Vec<String> = tables.iter().cloned().collect();
+        self.conn
+            .prepare_cached(&format!(
+                "INSERT INTO {LOG_TABLE} (seq, client, request, tables, reply) VALUES (?1, ?2, ?3, ?4, ?5)"
+            ))
+            .and_then(|mut s| {
+                s.execute((
+                    seq as i64,
+                    id.client.0 as i64,
+                    id.seq as i64,
+                    encode(&tables),
+                    encode(reply),
+                ))
+            })
+            .map_err(sql_error)?;
+        if seq > LOG_KEEP {
+            self.conn
+                .prepare_cached(&format!("DELETE FROM {LOG_TABLE} WHERE seq <= ?1"))
+                .and_then(|mut s| s.execute([(seq - LOG_KEEP) as i64]))
+                .map_err(sql_error)?;
+        }
+        self.conn.execute_batch("COMMIT").map_err(sql_error)?;
+        self.seq = seq;
+        Ok(ChangeEvent { seq, tables })
+    }
+
+    /// Runs `body` in a write transaction that commits with a log row, unless
+    /// the request was already applied.
+    fn write(
+        &mut self,
+        id: RequestId,
+        body: impl FnOnce(&mut Self, &mut BTreeSet<String>) -> SqlResult<Reply>,
+    ) -> Outcome {
+        match self.applied(id) {
+            Ok(Some(reply)) => return Outcome::reply(Ok(reply)),
+            Ok(None) => {}
+            Err(e) => return Outcome::reply(Err(e)),
+        }
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            return Outcome::reply(Err(sql_error(e)));
+        }
+        let mut tables = BTreeSet::new();
+        let result =
+            body(self, &mut tables).and_then(|reply| {
+                match self.commit_logged(id, &tables, &reply) {
+                    Ok(change) => Ok((reply, change)),
+                    Err(e) => Err(e),
+                }
+            });
+        match result {
+            Ok((reply, change)) => Outcome {
+                result: Ok(reply),
+                change: Some(change),
+            },
+            Err(e) => {
+                self.rollback_quietly();
+                Outcome::reply(Err(e))
+            }
+        }
+    }
+
+    /// Runs one statement with parameters, collecting the tables it writes.
+    fn run_one(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        rows: bool,
+        writes: &mut BTreeSet<String>,
+    ) -> SqlResult<Reply> {
+        let access = self.access(sql)?;
+        if access.transaction_control {
+            return Err(transaction_control_error());
+        }
+        let mut stmt = self.conn.prepare_cached(sql).map_err(sql_error)?;
+        bind(&mut stmt, params)?;
+        let readonly = stmt.readonly();
+        let reply = if rows {
+            Reply::Rows(read_rows(&mut stmt)?)
+        } else {
+            step_to_end(&mut stmt)?;
+            Reply::Run(RunResult {
+                changes: if readonly { 0 } else { self.conn.changes() },
+                last_insert_rowid: self.conn.last_insert_rowid(),
+            })
+        };
+        drop(stmt);
+        writes.extend(access.writes.iter().cloned());
+        if access.schema_change {
+            self.access.clear();
+        }
+        Ok(reply)
+    }
+
+    /// `query` or `run` outside an interactive transaction.
+    fn single(&mut self, id: RequestId, sql: &str, params: &[Value], rows: bool) -> Outcome {
+        let readonly = match self.conn.prepare_cached(sql) {
+            Ok(stmt) => stmt.readonly(),
+            Err(e) => return Outcome::reply(Err(sql_error(e))),
+        };
+        if readonly {
+            let mut ignored = BTreeSet::new();
+            Outcome::reply(self.run_one(sql, params, rows, &mut ignored))
+        } else {
+            self.write(id, |e, writes| e.run_one(sql, params, rows, writes))
+        }
+    }
+
+    fn batch(&mut self, id: RequestId, statements: &[Statement]) -> Outcome {
+        self.write(id, |e, writes| {
+            statements
+                .iter()
+                .enumerate()
+                .map(|(i, s)| match e.run_one(&s.sql, &s.params, false, writes) {
+                    Ok(Reply::Run(r)) => Ok(r),
+                    Ok(_) => Err(Error::internal("run returned no run result")),
+                    Err(mut err) => {
+                        err.message = format!("batch statement {}: {}", i + 1, err.message);
+                        Err(err)
+                    }
+                })
+                .collect::<SqlResult<Vec<_>>>()
+                .map(Reply::Batch)
+        })
+    }
+
+    /// Runs every statement of a script. `before_write` is called once, just
+    /// before the first statement that writes, so the caller can open its
+    /// transaction as late as possible (PRAGMAs such as `foreign_keys` are
+    /// no-ops inside a transaction).
+    fn run_script(
+        &mut self,
+        sql: &str,
+        writes: &mut BTreeSet<String>,
+        before_write: &mut dyn FnMut(&Connection) -> SqlResult<()>,
+    ) -> SqlResult<()> {
+        let mut batch = Batch::new(&self.conn, sql);
+        let mut schema_change = false;
+        let mut wrote = false;
+        let result = loop {
+            arm(&self.recorder);
+            let next = batch.next();
+            let access = disarm(&self.recorder);
+            let mut stmt = match next {
+                Ok(Some(stmt)) => stmt,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(sql_error(e)),
+            };
+            if access.transaction_control {
+                break Err(transaction_control_error());
+            }
+            if !wrote && !stmt.readonly() && !access.pragma {
+                wrote = true;
+                if let Err(e) = before_write(&self.conn) {
+                    break Err(e);
+                }
+            }
+            schema_change |= access.schema_change;
+            writes.extend(access.writes);
+            if let Err(e) = step_to_end(&mut stmt) {
+                break Err(e);
+            }
+        };
+        if schema_change {
+            self.access.clear();
+        }
+        result
+    }
+
+    fn exec_script(&mut self, id: RequestId, sql: &str) -> Outcome {
+        match self.applied(id) {
+            Ok(Some(reply)) => return Outcome::reply(Ok(reply)),
+            Ok(None) => {}
+            Err(e) => return Outcome::reply(Err(e)),
+        }
+        let mut writes = BTreeSet::new();
+        let mut began = false;
+        let result = self.run_script(sql, &mut writes, &mut |conn| {
+            began = true;
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_error)
+        });
+        match result {
+            Ok(()) if began => match self.commit_logged(id, &writes, &Reply::Done) {
+                Ok(change) => Outcome {
+                    result: Ok(Reply::Done),
+                    change: Some(change),
+                },
+                Err(e) => {
+                    self.rollback_quietly();
+                    Outcome::reply(Err(e))
+                }
+            },
+            Ok(()) => Outcome::reply(Ok(Reply::Done)),
+            Err(e) => {
+                self.rollback_quietly();
+                Outcome::reply(Err(e))
+            }
+        }
+    }
+
+    fn begin(&mut self) -> SqlResult<Reply> {
+        if let Some(open) = &self.tx {
+            return Err(Error::internal(format!(
+                "transaction {} is still open",
+                open.id.0
+            )));
+        }
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(sql_error)?;
+        let id = TxId(self.next_tx);
+        self.next_tx += 1;
+        self.tx = Some(OpenTx {
+            id,
+            writes: BTreeSet::new(),
+        });
+        Ok(Reply::Began(id))
+    }
+
+    fn check_tx(&self, tx: TxId) -> SqlResult<()> {
+        match &self.tx {
+            Some(open) if open.id == tx => Ok(()),
+            _ => Err(Error::bad_request(format!(
+                "transaction {} is not active: it was committed, rolled back or expired",
+                tx.0
+            ))),
+        }
+    }
+
+    fn in_tx(
+        &mut self,
+        tx: TxId,
+        body: impl FnOnce(&mut Self, &mut BTreeSet<String>) -> SqlResult<Reply>,
+    ) -> SqlResult<Reply> {
+        self.check_tx(tx)?;
+        let mut writes = BTreeSet::new();
+        let result = body(self, &mut writes);
+        if self.conn.is_autocommit() {
+            // SQLite itself rolled back (e.g. SQLITE_FULL, ON CONFLICT ROLLBACK).
+            self.tx = None;
+            let mut e = result.err().unwrap_or_else(|| {
+                Error::internal("the transaction ended unexpectedly; it was rolled back")
+            });
+            e.message = format!("{} (the transaction was rolled back)", e.message);
+            return Err(e);
+        }
+        if let Some(open) = &mut self.tx {
+            open.writes.extend(writes);
+        }
+        result
+    }
+
+    fn commit(&mut self, id: RequestId, tx: TxId) -> Outcome {
+        if let Err(e) = self.check_tx(tx) {
+            // A commit re-sent after a failover: it may have landed before.
+            return match self.applied(id) {
+                Ok(Some(reply)) => Outcome::reply(Ok(reply)),
+                _ => Outcome::reply(Err(e)),
+            };
+        }
+        let writes = self.tx.take().map(|t| t.writes).unwrap_or_default();
+        match self.commit_logged(id, &writes, &Reply::Done) {
+            Ok(change) => Outcome {
+                result: Ok(Reply::Done),
+                change: Some(change),
+            },
+            Err(e) => {
+                self.rollback_quietly();
+                Outcome::reply(Err(Error {
+                    message: format!("{} (the transaction was rolled back)", e.message),
+                    ..e
+                }))
+            }
+        }
+    }
+
+    fn rollback(&mut self, tx: TxId) -> SqlResult<Reply> {
+        self.check_tx(tx)?;
+        self.tx = None;
+        self.rollback_quietly();
+        Ok(Reply::Done)
+    }
+
+    /// Rolls back the interactive transaction, if it is `tx` (lease expired or
+    /// its holder went away). Returns whether it was open.
+    pub fn abort_tx(&mut self, tx: TxId) -> bool {
+        if self.open_tx() == Some(tx) {
+            self.tx = None;
+            self.rollback_quietly();
+            true
+        } else {
+            false
+        }
+    }
+}

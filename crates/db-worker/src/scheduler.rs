@@ -1,0 +1,167 @@
+//! Orders requests around interactive transactions: while one is open, every
+//! other request waits; the transaction holds a lease that expires when its
+//! holder goes quiet, and then it is rolled back.
+//!
+//! Sans-IO: the caller passes the current time and arms one timer for
+//! [`Scheduler::next_deadline`].
+
+use std::collections::VecDeque;
+
+use sqlite_tabs_protocol::{
+    ChangeEvent, ClientId, Error, Reply, Request, RequestEnvelope, RequestId, TxId,
+};
+
+use crate::engine::{Engine, Outcome};
+
+/// Milliseconds an interactive transaction may stay idle before it is
+/// rolled back.
+pub const DEFAULT_LEASE_MS: f64 = 30_000.0;
+
+/// What the scheduler wants sent.
+#[derive(Debug, Default, PartialEq)]
+pub struct Output {
+    /// Answers, in the order they were produced.
+    pub replies: Vec<(RequestId, Result<Reply, Error>)>,
+    /// Commits to announce.
+    pub changes: Vec<ChangeEvent>,
+}
+
+impl Output {
+    fn push(&mut self, id: RequestId, outcome: Outcome) {
+        self.replies.push((id, outcome.result));
+        self.changes.extend(outcome.change);
+    }
+}
+
+struct Lease {
+    tx: TxId,
+    holder: ClientId,
+    deadline: f64,
+}
+
+/// Runs requests on an [`Engine`] in a safe order.
+pub struct Scheduler {
+    engine: Engine,
+    waiting: VecDeque<RequestEnvelope>,
+    lease: Option<Lease>,
+    lease_ms: f64,
+}
+
+impl Scheduler {
+    /// Wraps an engine; `lease_ms` is the idle time after which an
+    /// interactive transaction is rolled back.
+    pub fn new(engine: Engine, lease_ms: f64) -> Self {
+        Scheduler {
+            engine,
+            waiting: VecDeque::new(),
+            lease: None,
+            lease_ms,
+        }
+    }
+
+    /// The engine, for inspection.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Gives the engine back (to close the connection).
+    pub fn into_engine(self) -> Engine {
+        self.engine
+    }
+
+    /// Number of requests waiting for an interactive transaction to end.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// When [`Scheduler::on_timer`] must be called next, if at all.
+    pub fn next_deadline(&self) -> Option<f64> {
+        self.lease.as_ref().map(|l| l.deadline)
+    }
+
+    /// Accepts a request: runs it now, or queues it behind the open
+    /// interactive transaction.
+    pub fn submit(&mut self, envelope: RequestEnvelope, now: f64) -> Output {
+        let mut out = Output::default();
+        self.run_or_queue(envelope, now, &mut out);
+        self.drain(now, &mut out);
+        out
+    }
+
+    /// Expires the lease if its deadline has passed.
+    pub fn on_timer(&mut self, now: f64) -> Output {
+        let mut out = Output::default();
+        if let Some(lease) = &self.lease {
+            if now >= lease.deadline {
+                let tx = lease.tx;
+                self.lease = None;
+                self.engine.abort_tx(tx);
+                self.drain(now, &mut out);
+            }
+        }
+        out
+    }
+
+    /// A client went away: roll back its transaction and drop its queued
+    /// requests (nobody is left to answer).
+    pub fn client_gone(&mut self, client: ClientId, now: f64) -> Output {
+        let mut out = Output::default();
+        self.waiting.retain(|e| e.id.client != client);
+        if let Some(lease) = &self.lease {
+            if lease.holder == client {
+                let tx = lease.tx;
+                self.lease = None;
+                self.engine.abort_tx(tx);
+            }
+        }
+        self.drain(now, &mut out);
+        out
+    }
+
+    /// Fails every queued request (the database is closing).
+    pub fn fail_waiting(&mut self, error: &Error) -> Output {
+        let mut out = Output::default();
+        for e in self.waiting.drain(..) {
+            out.replies.push((e.id, Err(error.clone())));
+        }
+        out
+    }
+
+    fn run_or_queue(&mut self, envelope: RequestEnvelope, now: f64, out: &mut Output) {
+        match (&mut self.lease, envelope.request.tx()) {
+            (Some(lease), Some(tx)) if lease.tx == tx => {
+                lease.deadline = now + self.lease_ms;
+                let ends = matches!(
+                    envelope.request,
+                    Request::Commit { .. } | Request::Rollback { .. }
+                );
+                let outcome = self.engine.execute(envelope.id, envelope.request);
+                if ends || self.engine.open_tx() != Some(tx) {
+                    self.lease = None;
+                }
+                out.push(envelope.id, outcome);
+            }
+            (Some(_), _) => self.waiting.push_back(envelope),
+            (None, tx) => {
+                let outcome = self.engine.execute(envelope.id, envelope.request);
+                if let (Ok(Reply::Began(tx)), None) = (&outcome.result, tx) {
+                    self.lease = Some(Lease {
+                        tx: *tx,
+                        holder: envelope.id.client,
+                        deadline: now + self.lease_ms,
+                    });
+                }
+                out.push(envelope.id, outcome);
+            }
+        }
+    }
+
+    fn drain(&mut self, now: f64, out: &mut Output) {
+        while self.lease.is_none() {
+            let Some(next) = self.waiting.pop_front() else {
+                break;
+            };
+            self.run_or_queue(next, now, out);
+        }
+    }
+}

@@ -1,0 +1,545 @@
+//! Native tests of the engine and the scheduler, on a real SQLite file.
+
+use rusqlite::Connection;
+use sqlite_tabs_protocol::{
+    ClientId, ErrorCode, Reply, Request, RequestEnvelope, RequestId, Rows, RunResult, Statement,
+    TxId, Value,
+};
+
+use crate::engine::{Engine, EngineOptions, JournalMode, Outcome, LOG_TABLE};
+use crate::scheduler::Scheduler;
+
+struct Db {
+    engine: Engine,
+    client: ClientId,
+    next: u64,
+    _dir: tempdir::Dir,
+}
+
+mod tempdir {
+    use std::path::PathBuf;
+
+    pub struct Dir(pub PathBuf);
+
+    impl Dir {
+        pub fn new() -> Dir {
+            static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let p = std::env::temp_dir().join(format!(
+                "sqlite-tabs-engine-{}-{n}",
+                std::process::id()
+            ));
+            std::fs::create_dir_all(&p).unwrap();
+            Dir(p)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn open_at(dir: &tempdir::Dir, options: &EngineOptions) -> Engine {
+    Engine::new(Connection::open(dir.0.join("test.db")).unwrap(), options).unwrap()
+}
+
+impl Db {
+    fn new() -> Db {
+        let dir = tempdir::Dir::new();
+        Db {
+            engine: open_at(&dir, &EngineOptions::default()),
+            client: ClientId(7),
+            next: 0,
+            _dir: dir,
+        }
+    }
+
+    /// Closes the file and opens it again, as a new leader would.
+    fn reopen(&mut self) {
+        let placeholder =
+            Engine::new(Connection::open_in_memory().unwrap(), &EngineOptions::default()).unwrap();
+        drop(std::mem::replace(&mut self.engine, placeholder));
+        self.engine = open_at(&self._dir, &EngineOptions::default());
+    }
+
+    fn id(&mut self) -> RequestId {
+        self.next += 1;
+        RequestId {
+            client: self.client,
+            seq: self.next,
+        }
+    }
+
+    fn run(&mut self, request: Request) -> Outcome {
+        let id = self.id();
+        self.engine.execute(id, request)
+    }
+
+    fn exec(&mut self, sql: &str) -> Outcome {
+        self.run(Request::Exec {
+            sql: sql.into(),
+            tx: None,
+        })
+    }
+
+    fn query(&mut self, sql: &str, params: Vec<Value>) -> Result<Rows, sqlite_tabs_protocol::Error> {
+        match self
+            .run(Request::Query {
+                sql: sql.into(),
+                params,
+                tx: None,
+            })
+            .result?
+        {
+            Reply::Rows(rows) => Ok(rows),
+            other => panic!("not rows: {other:?}"),
+        }
+    }
+
+    fn write(&mut self, sql: &str, params: Vec<Value>) -> Outcome {
+        self.run(Request::Run {
+            sql: sql.into(),
+            params,
+            tx: None,
+        })
+    }
+
+    fn count(&mut self, table: &str) -> i64 {
+        match self.query(&format!("SELECT count(*) FROM {table}"), vec![]) {
+            Ok(rows) => match rows.values[0] {
+                Value::Integer(n) => n,
+                ref v => panic!("{v:?}"),
+            },
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+fn code(outcome: &Outcome) -> String {
+    outcome.result.as_ref().unwrap_err().code.name().into_owned()
+}
+
+#[test]
+fn exec_runs_several_statements_and_announces_tables() {
+    let mut db = Db::new();
+    let o = db.exec("CREATE TABLE a(x); CREATE TABLE b(y); INSERT INTO a VALUES (1), (2);");
+    assert_eq!(o.result, Ok(Reply::Done));
+    let change = o.change.unwrap();
+    assert_eq!(change.seq, 1);
+    assert_eq!(change.tables, vec!["a".to_string(), "b".to_string()]);
+    assert_eq!(db.count("a"), 2);
+}
+
+#[test]
+fn every_value_type_roundtrips() {
+    let mut db = Db::new();
+    db.exec("CREATE TABLE v(x)").result.unwrap();
+    let values = vec![
+        Value::Null,
+        Value::Integer(0),
+        Value::Integer(i64::MAX),
+        Value::Integer(i64::MIN),
+        Value::Integer(1 << 53),
+        Value::Real(1.5),
+        Value::Real(-0.0),
+        Value::Text(String::new()),
+        Value::Text("unicode ✓ \u{1F600}".into()),
+        Value::Blob(vec![]),
+        Value::Blob((0..=255).collect()),
+    ];
+    for v in &values {
+        db.write("INSERT INTO v VALUES (?)", vec![v.clone()])
+            .result
+            .unwrap();
+    }
+    let rows = db.query("SELECT x FROM v ORDER BY rowid", vec![]).unwrap();
+    assert_eq!(rows.values, values);
+}
+
+#[test]
+fn query_keeps_column_order_and_duplicate_names() {
+    let mut db = Db::new();
+    let rows = db
+        .query("SELECT 1 AS a, 2 AS b, 3 AS a, ?2 AS p2, ?1 AS p1", vec![
+            Value::Integer(10),
+            Value::Text("two".into()),
+        ])
+        .unwrap();
+    assert_eq!(rows.columns, ["a", "b", "a", "p2", "p1"]);
+    assert_eq!(
+        rows.values,
+        vec![
+            Value::Integer(1),
+            Value::Integer(2),
+            Value::Integer(3),
+            Value::Text("two".into()),
+            Value::Integer(10)
+        ]
+    );
+}
+
+#[test]
+fn run_reports_changes_and_rowid() {
+    let mut db = Db::new();
+    db.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, x)")
+        .result
+        .unwrap();
+    let o = db.write("INSERT INTO t(id, x) VALUES (41, 'a')", vec![]);
+    assert_eq!(
+        o.result,
+        Ok(Reply::Run(RunResult {
+            changes: 1,
+            last_insert_rowid: 41
+        }))
+    );
+    assert_eq!(o.change.unwrap().tables, vec!["t".to_string()]);
+    db.write("INSERT INTO t(x) VALUES ('b')", vec![]).result.unwrap();
+    let o = db.write("UPDATE t SET x = 'z'", vec![]);
+    assert!(matches!(o.result, Ok(Reply::Run(RunResult { changes: 2, .. }))));
+    // A read through run() changes nothing and announces nothing.
+    let o = db.write("SELECT * FROM t", vec![]);
+    assert!(matches!(o.result, Ok(Reply::Run(RunResult { changes: 0, .. }))));
+    assert_eq!(o.change, None);
+}
+
+#[test]
+fn batch_is_all_or_nothing() {
+    let mut db = Db::new();
+    db.exec("CREATE TABLE t(x UNIQUE)").result.unwrap();
+    let stmt = |v: i64| Statement {
+        sql: "INSERT INTO t VALUES (?)".into(),
+        params: vec![Value::Integer(v)],
+    };
+    let o = db.run(Request::Batch {
+        statements: vec![stmt(1), stmt(2), stmt(1)],
+    });
+    assert_eq!(code(&o), "SQLITE_CONSTRAINT_UNIQUE");
+    assert!(o.result.unwrap_err().message.contains("batch statement 3"));
+    assert_eq!(db.count("t"), 0);
+    let o = db.run(Request::Batch {
+        statements: (0..1000).map(stmt).collect(),
+    });
+    match o.result {
+        Ok(Reply::Batch(results)) => {
+            assert_eq!(results.len(), 1000);
+            assert_eq!(results[999].last_insert_rowid, 1000);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(db.count("t"), 1000);
+    assert!(db.engine.connection().is_autocommit());
+}
+
+#[test]
+fn bad_input_is_a_typed_error_and_the_next_request_works() {
+    let mut db = Db::new();
+    db.exec("CREATE TABLE t(x NOT NULL UNIQUE)").result.unwrap();
+    let cases: Vec<(Outcome, &str)> = vec![
+        (db.exec("SELEC 1"), "SQLITE_ERROR"),
+        (
+            db.write("INSERT INTO t VALUES (?)", vec![Value::Null]),
+            "SQLITE_CONSTRAINT_NOTNULL",
+        ),
+        (
+            db.write("INSERT INTO t VALUES (?)", vec![]),
+            "BAD_REQUEST",
+        ),
+        (
+            db.write(
+                "INSERT INTO t VALUES (?)",
+                vec![Value::Integer(1), Value::Integer(2)],
+            ),
+            "BAD_REQUEST",
+        ),
+        (
+            db.write("INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)", vec![]),
+            "BAD_REQUEST",
+        ),
+        (db.write("SELECT * FROM missing", vec![]), "SQLITE_ERROR"),
+        (db.exec("BEGIN; INSERT INTO t VALUES (5)"), "BAD_REQUEST"),
+        (db.exec("INSERT INTO t VALUES (6); COMMIT"), "BAD_REQUEST"),
+    ];
+    for (outcome, expected) in cases {
+        assert_eq!(code(&outcome), expected, "{outcome:?}");
+        assert!(db.engine.connection().is_autocommit(), "left a transaction open");
+    }
+    assert_eq!(db.count("t"), 0, "a failed script must not leave its first statements");
+    db.write("INSERT INTO t VALUES (1)", vec![]).result.unwrap();
+    let o = db.write("INSERT INTO t VALUES (1)", vec![]);
+    assert_eq!(code(&o), "SQLITE_CONSTRAINT_UNIQUE");
+    assert!(o.result.unwrap_err().message.contains("UNIQUE constraint failed"));
+    assert_eq!(db.count("t"), 1);
+}
+
+#[test]
+fn huge_values_work() {
+    let mut db = Db::new();
+    db.exec("CREATE TABLE t(x)").result.unwrap();
+    let big = "x".repeat(10 * 1024 * 1024);
+    db.write("INSERT INTO t VALUES (?)", vec![Value::Text(big.clone())])
+        .result
+        .unwrap();
+    let rows = db.query("SELECT x FROM t", vec![]).unwrap();
+    assert_eq!(rows.values, vec![Value::Text(big)]);
+}
+
+#[test]
+fn a_resent_write_is_applied_once_with_the_same_reply() {
+    let mut db = Db::new();
+    db.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, x)")
+        .result
+        .unwrap();
+    let id = db.id();
+    let insert = Request::Run {
+        sql: "INSERT INTO t(x) VALUES ('once')".into(),
+        params: vec![],
+        tx: None,
+    };
+    let first = db.engine.execute(id, insert.clone());
+    let again = db.engine.execute(id, insert);
+    assert_eq!(first.result, again.result);
+    assert!(first.change.is_some());
+    assert_eq!(again.change, None, "a duplicate is not a new commit");
+    assert_eq!(db.count("t"), 1);
+    // The same applies after reopening the file (a new leader).
+    let seq = db.engine.seq();
+    db.reopen();
+    let third = db.engine.execute(
+        id,
+        Request::Run {
+            sql: "INSERT INTO t(x) VALUES ('once')".into(),
+            params: vec![],
+            tx: None,
+        },
+    );
+    assert_eq!(third.result, first.result);
+    assert_eq!(third.change, None);
+    assert_eq!(db.engine.seq(), seq);
+    assert_eq!(db.count("t"), 1);
+}
+
+#[test]
+fn commit_sequence_survives_reopen_and_changes_can_be_replayed() {
+    let mut db = Db::new();
+    db.exec("CREATE TABLE a(x); CREATE TABLE b(x)").result.unwrap();
+    db.write("INSERT INTO a VALUES (1)", vec![]).result.unwrap();
+    db.write("INSERT INTO b VALUES (1)", vec![]).result.unwrap();
+    assert_eq!(db.engine.seq(), 3);
+    let changes = db.engine.changes_since(1).unwrap().unwrap();
+    assert_eq!(
+        changes.iter().map(|c| (c.seq, c.tables.clone())).collect::<Vec<_>>(),
+        vec![(2, vec!["a".to_string()]), (3, vec!["b".to_string()])]
+    );
+    assert_eq!(db.engine.changes_since(3).unwrap().unwrap(), vec![]);
+    db.reopen();
+    assert_eq!(db.engine.seq(), 3);
+    assert_eq!(db.engine.changes_since(2).unwrap().unwrap().len(), 1);
+}
+
+#[test]
+fn statement_access_comes_from_sqlite() {
+    let mut db = Db::new();
+    db.exec(
+        "CREATE TABLE a(x); CREATE TABLE b(y); CREATE VIEW v AS SELECT x FROM a JOIN b ON x = y;",
+    )
+    .result
+    .unwrap();
+    let access = db.engine.access("SELECT * FROM v WHERE 1").unwrap();
+    assert!(access.reads.contains("a") && access.reads.contains("b"), "{access:?}");
+    assert!(access.writes.is_empty());
+    let access = db
+        .engine
+        .access("INSERT INTO b SELECT x FROM a")
+        .unwrap();
+    assert_eq!(access.writes.iter().collect::<Vec<_>>(), ["b"]);
+    assert!(access.reads.contains("a"));
+}
+
+#[test]
+fn pragmas_before_writes_run_outside_the_transaction() {
+    let mut db = Db::new();
+    db.exec("PRAGMA foreign_keys = ON; CREATE TABLE p(id INTEGER PRIMARY KEY); CREATE TABLE c(p REFERENCES p(id));")
+        .result
+        .unwrap();
+    let o = db.write("INSERT INTO c VALUES (99)", vec![]);
+    assert_eq!(code(&o), "SQLITE_CONSTRAINT_FOREIGNKEY");
+}
+
+#[test]
+fn interactive_transaction_commits_and_rolls_back() {
+    let mut db = Db::new();
+    db.exec("CREATE TABLE t(x)").result.unwrap();
+    let tx = match db.run(Request::Begin).result {
+        Ok(Reply::Began(tx)) => tx,
+        other => panic!("{other:?}"),
+    };
+    let o = db.run(Request::Run {
+        sql: "INSERT INTO t VALUES (1)".into(),
+        params: vec![],
+        tx: Some(tx),
+    });
+    assert!(o.result.is_ok() && o.change.is_none());
+    // A failing statement inside keeps the transaction usable.
+    let o = db.run(Request::Query {
+        sql: "SELECT nope".into(),
+        params: vec![],
+        tx: Some(tx),
+    });
+    assert_eq!(code(&o), "SQLITE_ERROR");
+    let o = db.run(Request::Commit { tx });
+    assert_eq!(o.result, Ok(Reply::Done));
+    assert_eq!(o.change.unwrap().tables, vec!["t".to_string()]);
+    assert_eq!(db.count("t"), 1);
+
+    let tx = match db.run(Request::Begin).result {
+        Ok(Reply::Began(tx)) => tx,
+        other => panic!("{other:?}"),
+    };
+    db.run(Request::Exec {
+        sql: "INSERT INTO t VALUES (2); INSERT INTO t VALUES (3)".into(),
+        tx: Some(tx),
+    })
+    .result
+    .unwrap();
+    assert_eq!(db.run(Request::Rollback { tx }).result, Ok(Reply::Done));
+    assert_eq!(db.count("t"), 1);
+    let o = db.run(Request::Commit { tx });
+    assert_eq!(code(&o), "BAD_REQUEST");
+}
+
+fn envelope(client: u64, seq: u64, request: Request) -> RequestEnvelope {
+    RequestEnvelope {
+        id: RequestId {
+            client: ClientId(client),
+            seq,
+        },
+        request,
+    }
+}
+
+fn scheduler() -> (Scheduler, tempdir::Dir) {
+    let dir = tempdir::Dir::new();
+    let mut engine = open_at(&dir, &EngineOptions::default());
+    let id = RequestId {
+        client: ClientId(99),
+        seq: 1,
+    };
+    engine
+        .execute(
+            id,
+            Request::Exec {
+                sql: "CREATE TABLE t(x)".into(),
+                tx: None,
+            },
+        )
+        .result
+        .unwrap();
+    (Scheduler::new(engine, 1000.0), dir)
+}
+
+fn insert(tx: Option<TxId>, x: i64) -> Request {
+    Request::Run {
+        sql: "INSERT INTO t VALUES (?)".into(),
+        params: vec![Value::Integer(x)],
+        tx,
+    }
+}
+
+fn began(out: &crate::scheduler::Output) -> TxId {
+    match &out.replies[0].1 {
+        Ok(Reply::Began(tx)) => *tx,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn requests_wait_for_the_open_transaction() {
+    let (mut s, _dir) = scheduler();
+    let tx = began(&s.submit(envelope(1, 1, Request::Begin), 0.0));
+    let out = s.submit(envelope(2, 1, insert(None, 20)), 1.0);
+    assert!(out.replies.is_empty(), "must wait");
+    assert_eq!(s.waiting(), 1);
+    let out = s.submit(envelope(1, 2, insert(Some(tx), 10)), 2.0);
+    assert_eq!(out.replies.len(), 1);
+    let out = s.submit(envelope(1, 3, Request::Commit { tx }), 3.0);
+    // The commit, then the waiting insert.
+    assert_eq!(out.replies.len(), 2);
+    assert_eq!(out.replies[1].0.client, ClientId(2));
+    assert_eq!(out.changes.len(), 2);
+    assert_eq!(s.waiting(), 0);
+    assert_eq!(s.next_deadline(), None);
+}
+
+#[test]
+fn an_idle_transaction_is_rolled_back_when_its_lease_expires() {
+    let (mut s, _dir) = scheduler();
+    let tx = began(&s.submit(envelope(1, 1, Request::Begin), 0.0));
+    s.submit(envelope(1, 2, insert(Some(tx), 1)), 500.0);
+    assert_eq!(s.next_deadline(), Some(1500.0), "activity renews the lease");
+    s.submit(envelope(2, 1, insert(None, 2)), 600.0);
+    assert!(s.on_timer(1000.0).replies.is_empty(), "not yet");
+    let out = s.on_timer(1500.0);
+    assert_eq!(out.replies.len(), 1, "the waiting request runs");
+    let late = s.submit(envelope(1, 3, Request::Commit { tx }), 1600.0);
+    assert_eq!(late.replies[0].1.as_ref().unwrap_err().code, ErrorCode::BadRequest);
+    let rows = s.engine().connection().query_row("SELECT group_concat(x) FROM t", [], |r| r.get::<_, String>(0)).unwrap();
+    assert_eq!(rows, "2");
+}
+
+#[test]
+fn a_dead_client_loses_its_transaction_and_queue() {
+    let (mut s, _dir) = scheduler();
+    let tx = began(&s.submit(envelope(1, 1, Request::Begin), 0.0));
+    s.submit(envelope(1, 2, insert(Some(tx), 1)), 1.0);
+    s.submit(envelope(2, 1, insert(None, 2)), 2.0);
+    s.submit(envelope(3, 1, Request::Begin), 3.0);
+    s.submit(envelope(3, 2, insert(None, 3)), 4.0);
+    let out = s.client_gone(ClientId(1), 5.0);
+    // Client 2's insert runs; client 3's Begin takes the lease; client 3's
+    // plain insert is not part of that transaction, so it waits.
+    assert_eq!(out.replies.len(), 2);
+    assert_eq!(s.waiting(), 1);
+    let out = s.client_gone(ClientId(3), 6.0);
+    assert!(out.replies.is_empty());
+    assert_eq!(s.waiting(), 0);
+    let n: i64 = s.engine().connection().query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn journal_modes_all_work() {
+    for mode in [
+        JournalMode::Delete,
+        JournalMode::Truncate,
+        JournalMode::Persist,
+        JournalMode::Wal,
+    ] {
+        let dir = tempdir::Dir::new();
+        let options = EngineOptions {
+            journal_mode: mode,
+            exclusive_locking: true,
+        };
+        let mut e = open_at(&dir, &options);
+        let id = |seq| RequestId {
+            client: ClientId(1),
+            seq,
+        };
+        e.execute(id(1), Request::Exec {
+            sql: "CREATE TABLE t(x); INSERT INTO t VALUES (1)".into(),
+            tx: None,
+        })
+        .result
+        .unwrap();
+        drop(e);
+        let e = open_at(&dir, &options);
+        let mode_now: String = e
+            .connection()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode_now.to_uppercase(), format!("{mode:?}").to_uppercase());
+        let n: i64 = e.connection().query_row(&format!("SELECT count(*) FROM t JOIN {LOG_TABLE}"), [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 1);
+    }
+}

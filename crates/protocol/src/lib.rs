@@ -1,0 +1,21 @@
+//! The sqlite-tabs wire protocol: every message between the tab client, the
+//! SharedWorker router and the database worker, defined once.
+//!
+//! Messages are plain Rust values encoded with [`encode`] into bytes (postcard)
+//! and sent as a transferred `ArrayBuffer`; [`decode`] turns bytes back into a
+//! message or a typed [`DecodeError`], never a panic.
+
+mod codec;
+mod codes;
+mod error;
+mod message;
+mod value;
+
+pub use codec::{decode, encode, peek_request_id, DecodeError, MAX_MESSAGE_BYTES};
+pub use codes::result_code_name;
+pub use error::{Error, ErrorCode};
+pub use message::{
+    ChangeEvent, ClientId, FromWorker, OpenInfo, OpenParams, Reply, Request, RequestEnvelope,
+    RequestId, Rows, RunResult, Statement, Storage, ToWorker, TxId,
+};
+pub use value::Value;

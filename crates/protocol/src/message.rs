@@ -1,0 +1,217 @@
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Value};
+
+/// Identifies one client (one `open()` call in one tab) for the lifetime of
+/// that client; random, so ids of different tabs and page loads do not clash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ClientId(pub u64);
+
+/// Identifies one request: unique across all clients of a database, so the
+/// engine can use it to apply a re-sent write exactly once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RequestId {
+    /// The client that sent it.
+    pub client: ClientId,
+    /// Counter within that client, starting at 1.
+    pub seq: u64,
+}
+
+/// An interactive transaction, as handed out by [`Reply::Began`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TxId(pub u64);
+
+/// One statement with its bound parameters, as in `batch()`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Statement {
+    /// Exactly one SQL statement.
+    pub sql: String,
+    /// Values for its `?` / `?NNN` / `:name` parameters, in index order.
+    pub params: Vec<Value>,
+}
+
+/// What a client asks the database to do.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// Run one or more statements without parameters; no result.
+    Exec {
+        /// The SQL script.
+        sql: String,
+        /// Inside this interactive transaction, or on its own.
+        tx: Option<TxId>,
+    },
+    /// Run one statement and return its rows.
+    Query {
+        /// Exactly one statement.
+        sql: String,
+        /// Bound parameters.
+        params: Vec<Value>,
+        /// Inside this interactive transaction, or on its own.
+        tx: Option<TxId>,
+    },
+    /// Run one statement and return how many rows it changed.
+    Run {
+        /// Exactly one statement.
+        sql: String,
+        /// Bound parameters.
+        params: Vec<Value>,
+        /// Inside this interactive transaction, or on its own.
+        tx: Option<TxId>,
+    },
+    /// Run several statements atomically: all of them or none.
+    Batch {
+        /// The statements, in order.
+        statements: Vec<Statement>,
+    },
+    /// Start an interactive transaction; other requests wait until it ends.
+    Begin,
+    /// Commit an interactive transaction.
+    Commit {
+        /// The transaction.
+        tx: TxId,
+    },
+    /// Roll back an interactive transaction.
+    Rollback {
+        /// The transaction.
+        tx: TxId,
+    },
+}
+
+impl Request {
+    /// The interactive transaction this request belongs to, if any.
+    pub fn tx(&self) -> Option<TxId> {
+        match self {
+            Request::Exec { tx, .. } | Request::Query { tx, .. } | Request::Run { tx, .. } => *tx,
+            Request::Commit { tx } | Request::Rollback { tx } => Some(*tx),
+            Request::Batch { .. } | Request::Begin => None,
+        }
+    }
+}
+
+/// A request with its id, as sent to the database worker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RequestEnvelope {
+    /// Matches the answer to the request; also the write's idempotency key.
+    pub id: RequestId,
+    /// What to do.
+    pub request: Request,
+}
+
+/// Rows of a query, column-major names and row-major values.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rows {
+    /// Column names in result order, duplicates kept.
+    pub columns: Vec<String>,
+    /// All values, row after row; each row has `columns.len()` values.
+    pub values: Vec<Value>,
+}
+
+impl Rows {
+    /// Number of rows.
+    pub fn row_count(&self) -> usize {
+        // A statement that returns rows always has at least one column.
+        self.values
+            .len()
+            .checked_div(self.columns.len())
+            .unwrap_or(0)
+    }
+
+    /// Iterates over the rows as slices.
+    pub fn rows(&self) -> impl Iterator<Item = &[Value]> {
+        self.values.chunks(self.columns.len().max(1))
+    }
+}
+
+/// What a write statement did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// Rows inserted, updated or deleted by the statement.
+    pub changes: u64,
+    /// Rowid of the last successful insert on the connection.
+    pub last_insert_rowid: i64,
+}
+
+/// The successful answer to a [`Request`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Reply {
+    /// `Exec`, `Commit` and `Rollback` succeeded.
+    Done,
+    /// `Query` rows.
+    Rows(Rows),
+    /// `Run` result.
+    Run(RunResult),
+    /// One result per statement of a `Batch`.
+    Batch(Vec<RunResult>),
+    /// `Begin` started this transaction.
+    Began(TxId),
+}
+
+/// Where the database lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Storage {
+    /// Persisted in the Origin Private File System.
+    Opfs,
+    /// In memory only: lost when the worker ends (opt-in fallback).
+    Memory,
+}
+
+/// Asks a database worker to open a database.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenParams {
+    /// Database name, also its file name in the pool.
+    pub name: String,
+    /// Open an in-memory database when OPFS cannot be used, instead of failing.
+    pub memory_fallback: bool,
+}
+
+/// The worker opened the database.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenInfo {
+    /// Where the data lives.
+    pub storage: Storage,
+    /// The last commit sequence number at open time.
+    pub seq: u64,
+}
+
+/// Tables changed by one commit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeEvent {
+    /// Commit sequence number; grows by one per commit.
+    pub seq: u64,
+    /// Names of the tables the commit wrote (sorted, no duplicates).
+    pub tables: Vec<String>,
+}
+
+/// Messages to a database worker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ToWorker {
+    /// Open the database; the first message after [`FromWorker::Ready`].
+    Open(OpenParams),
+    /// Execute a request.
+    Request(RequestEnvelope),
+    /// Close the database and release its files; answered by
+    /// [`FromWorker::Closed`].
+    Close,
+}
+
+/// Messages from a database worker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum FromWorker {
+    /// The worker's code is loaded and it listens for messages.
+    Ready,
+    /// Answer to [`ToWorker::Open`].
+    Opened(Result<OpenInfo, Error>),
+    /// Answer to one request.
+    Reply {
+        /// The request's id.
+        id: RequestId,
+        /// Its outcome.
+        result: Result<Reply, Error>,
+    },
+    /// A commit happened.
+    Changed(ChangeEvent),
+    /// The database is closed and its files released.
+    Closed,
+    /// A message could not be understood and carried no readable request id.
+    Rejected(Error),
+}
