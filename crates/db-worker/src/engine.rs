@@ -437,8 +437,7 @@ impl Engine {
             Request::Commit { tx } => self.commit(id, tx),
             Request::Rollback { tx } => Outcome::reply(self.rollback(tx)),
             Request::Exec { sql, tx: Some(tx) } => Outcome::reply(self.in_tx(tx, |e, w| {
-                e.run_script(&sql, w, &mut |_| Ok(()))
-                    .map(|()| Reply::Done)
+                e.run_script(&sql, w, &mut |_| Ok(())).map(|()| Reply::Done)
             })),
             Request::Query {
                 sql,
@@ -531,13 +530,12 @@ impl Engine {
             return Outcome::reply(Err(sql_error(e)));
         }
         let mut tables = BTreeSet::new();
-        let result =
-            body(self, &mut tables).and_then(|reply| {
-                match self.commit_logged(id, &tables, &reply) {
-                    Ok(change) => Ok((reply, change)),
-                    Err(e) => Err(e),
-                }
-            });
+        let result = body(self, &mut tables).and_then(|reply| {
+            match self.commit_logged(id, &tables, &reply) {
+                Ok(change) => Ok((reply, change)),
+                Err(e) => Err(e),
+            }
+        });
         match result {
             Ok((reply, change)) => Outcome {
                 result: Ok(reply),

@@ -5,6 +5,7 @@
 //! is the thin wasm glue that owns the OPFS pool inside a dedicated Worker.
 
 pub mod engine;
+pub mod retry;
 pub mod scheduler;
 
 #[cfg(target_arch = "wasm32")]

@@ -25,10 +25,8 @@ mod tempdir {
         pub fn new() -> Dir {
             static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
             let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let p = std::env::temp_dir().join(format!(
-                "sqlite-tabs-engine-{}-{n}",
-                std::process::id()
-            ));
+            let p =
+                std::env::temp_dir().join(format!("sqlite-tabs-engine-{}-{n}", std::process::id()));
             std::fs::create_dir_all(&p).unwrap();
             Dir(p)
         }
@@ -58,8 +56,11 @@ impl Db {
 
     /// Closes the file and opens it again, as a new leader would.
     fn reopen(&mut self) {
-        let placeholder =
-            Engine::new(Connection::open_in_memory().unwrap(), &EngineOptions::default()).unwrap();
+        let placeholder = Engine::new(
+            Connection::open_in_memory().unwrap(),
+            &EngineOptions::default(),
+        )
+        .unwrap();
         drop(std::mem::replace(&mut self.engine, placeholder));
         self.engine = open_at(&self._dir, &EngineOptions::default());
     }
@@ -84,7 +85,11 @@ impl Db {
         })
     }
 
-    fn query(&mut self, sql: &str, params: Vec<Value>) -> Result<Rows, sqlite_tabs_protocol::Error> {
+    fn query(
+        &mut self,
+        sql: &str,
+        params: Vec<Value>,
+    ) -> Result<Rows, sqlite_tabs_protocol::Error> {
         match self
             .run(Request::Query {
                 sql: sql.into(),
@@ -118,7 +123,13 @@ impl Db {
 }
 
 fn code(outcome: &Outcome) -> String {
-    outcome.result.as_ref().unwrap_err().code.name().into_owned()
+    outcome
+        .result
+        .as_ref()
+        .unwrap_err()
+        .code
+        .name()
+        .into_owned()
 }
 
 #[test]
@@ -162,10 +173,10 @@ fn every_value_type_roundtrips() {
 fn query_keeps_column_order_and_duplicate_names() {
     let mut db = Db::new();
     let rows = db
-        .query("SELECT 1 AS a, 2 AS b, 3 AS a, ?2 AS p2, ?1 AS p1", vec![
-            Value::Integer(10),
-            Value::Text("two".into()),
-        ])
+        .query(
+            "SELECT 1 AS a, 2 AS b, 3 AS a, ?2 AS p2, ?1 AS p1",
+            vec![Value::Integer(10), Value::Text("two".into())],
+        )
         .unwrap();
     assert_eq!(rows.columns, ["a", "b", "a", "p2", "p1"]);
     assert_eq!(
@@ -195,12 +206,20 @@ fn run_reports_changes_and_rowid() {
         }))
     );
     assert_eq!(o.change.unwrap().tables, vec!["t".to_string()]);
-    db.write("INSERT INTO t(x) VALUES ('b')", vec![]).result.unwrap();
+    db.write("INSERT INTO t(x) VALUES ('b')", vec![])
+        .result
+        .unwrap();
     let o = db.write("UPDATE t SET x = 'z'", vec![]);
-    assert!(matches!(o.result, Ok(Reply::Run(RunResult { changes: 2, .. }))));
+    assert!(matches!(
+        o.result,
+        Ok(Reply::Run(RunResult { changes: 2, .. }))
+    ));
     // A read through run() changes nothing and announces nothing.
     let o = db.write("SELECT * FROM t", vec![]);
-    assert!(matches!(o.result, Ok(Reply::Run(RunResult { changes: 0, .. }))));
+    assert!(matches!(
+        o.result,
+        Ok(Reply::Run(RunResult { changes: 0, .. }))
+    ));
     assert_eq!(o.change, None);
 }
 
@@ -242,10 +261,7 @@ fn bad_input_is_a_typed_error_and_the_next_request_works() {
             db.write("INSERT INTO t VALUES (?)", vec![Value::Null]),
             "SQLITE_CONSTRAINT_NOTNULL",
         ),
-        (
-            db.write("INSERT INTO t VALUES (?)", vec![]),
-            "BAD_REQUEST",
-        ),
+        (db.write("INSERT INTO t VALUES (?)", vec![]), "BAD_REQUEST"),
         (
             db.write(
                 "INSERT INTO t VALUES (?)",
@@ -263,13 +279,24 @@ fn bad_input_is_a_typed_error_and_the_next_request_works() {
     ];
     for (outcome, expected) in cases {
         assert_eq!(code(&outcome), expected, "{outcome:?}");
-        assert!(db.engine.connection().is_autocommit(), "left a transaction open");
+        assert!(
+            db.engine.connection().is_autocommit(),
+            "left a transaction open"
+        );
     }
-    assert_eq!(db.count("t"), 0, "a failed script must not leave its first statements");
+    assert_eq!(
+        db.count("t"),
+        0,
+        "a failed script must not leave its first statements"
+    );
     db.write("INSERT INTO t VALUES (1)", vec![]).result.unwrap();
     let o = db.write("INSERT INTO t VALUES (1)", vec![]);
     assert_eq!(code(&o), "SQLITE_CONSTRAINT_UNIQUE");
-    assert!(o.result.unwrap_err().message.contains("UNIQUE constraint failed"));
+    assert!(o
+        .result
+        .unwrap_err()
+        .message
+        .contains("UNIQUE constraint failed"));
     assert_eq!(db.count("t"), 1);
 }
 
@@ -323,13 +350,18 @@ fn a_resent_write_is_applied_once_with_the_same_reply() {
 #[test]
 fn commit_sequence_survives_reopen_and_changes_can_be_replayed() {
     let mut db = Db::new();
-    db.exec("CREATE TABLE a(x); CREATE TABLE b(x)").result.unwrap();
+    db.exec("CREATE TABLE a(x); CREATE TABLE b(x)")
+        .result
+        .unwrap();
     db.write("INSERT INTO a VALUES (1)", vec![]).result.unwrap();
     db.write("INSERT INTO b VALUES (1)", vec![]).result.unwrap();
     assert_eq!(db.engine.seq(), 3);
     let changes = db.engine.changes_since(1).unwrap().unwrap();
     assert_eq!(
-        changes.iter().map(|c| (c.seq, c.tables.clone())).collect::<Vec<_>>(),
+        changes
+            .iter()
+            .map(|c| (c.seq, c.tables.clone()))
+            .collect::<Vec<_>>(),
         vec![(2, vec!["a".to_string()]), (3, vec!["b".to_string()])]
     );
     assert_eq!(db.engine.changes_since(3).unwrap().unwrap(), vec![]);
@@ -347,12 +379,12 @@ fn statement_access_comes_from_sqlite() {
     .result
     .unwrap();
     let access = db.engine.access("SELECT * FROM v WHERE 1").unwrap();
-    assert!(access.reads.contains("a") && access.reads.contains("b"), "{access:?}");
+    assert!(
+        access.reads.contains("a") && access.reads.contains("b"),
+        "{access:?}"
+    );
     assert!(access.writes.is_empty());
-    let access = db
-        .engine
-        .access("INSERT INTO b SELECT x FROM a")
-        .unwrap();
+    let access = db.engine.access("INSERT INTO b SELECT x FROM a").unwrap();
     assert_eq!(access.writes.iter().collect::<Vec<_>>(), ["b"]);
     assert!(access.reads.contains("a"));
 }
@@ -483,8 +515,17 @@ fn an_idle_transaction_is_rolled_back_when_its_lease_expires() {
     let out = s.on_timer(1500.0);
     assert_eq!(out.replies.len(), 1, "the waiting request runs");
     let late = s.submit(envelope(1, 3, Request::Commit { tx }), 1600.0);
-    assert_eq!(late.replies[0].1.as_ref().unwrap_err().code, ErrorCode::BadRequest);
-    let rows = s.engine().connection().query_row("SELECT group_concat(x) FROM t", [], |r| r.get::<_, String>(0)).unwrap();
+    assert_eq!(
+        late.replies[0].1.as_ref().unwrap_err().code,
+        ErrorCode::BadRequest
+    );
+    let rows = s
+        .engine()
+        .connection()
+        .query_row("SELECT group_concat(x) FROM t", [], |r| {
+            r.get::<_, String>(0)
+        })
+        .unwrap();
     assert_eq!(rows, "2");
 }
 
@@ -504,7 +545,11 @@ fn a_dead_client_loses_its_transaction_and_queue() {
     let out = s.client_gone(ClientId(3), 6.0);
     assert!(out.replies.is_empty());
     assert_eq!(s.waiting(), 0);
-    let n: i64 = s.engine().connection().query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+    let n: i64 = s
+        .engine()
+        .connection()
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(n, 1);
 }
 
@@ -526,10 +571,13 @@ fn journal_modes_all_work() {
             client: ClientId(1),
             seq,
         };
-        e.execute(id(1), Request::Exec {
-            sql: "CREATE TABLE t(x); INSERT INTO t VALUES (1)".into(),
-            tx: None,
-        })
+        e.execute(
+            id(1),
+            Request::Exec {
+                sql: "CREATE TABLE t(x); INSERT INTO t VALUES (1)".into(),
+                tx: None,
+            },
+        )
         .result
         .unwrap();
         drop(e);
@@ -539,7 +587,14 @@ fn journal_modes_all_work() {
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode_now.to_uppercase(), format!("{mode:?}").to_uppercase());
-        let n: i64 = e.connection().query_row(&format!("SELECT count(*) FROM t JOIN {LOG_TABLE}"), [], |r| r.get(0)).unwrap();
+        let n: i64 = e
+            .connection()
+            .query_row(
+                &format!("SELECT count(*) FROM t JOIN {LOG_TABLE}"),
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
         assert_eq!(n, 1);
     }
 }

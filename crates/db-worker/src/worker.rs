@@ -1,0 +1,394 @@
+//! The wasm glue of the database worker: owns the OPFS pool and the
+//! connection, turns messages into scheduler calls and scheduler output into
+//! messages. Everything that decides anything lives in the plain-Rust
+//! modules.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use js_sys::{ArrayBuffer, Uint8Array};
+use rusqlite::{Connection, OpenFlags};
+use sqlite_tabs_protocol::{
+    decode, encode, peek_request_id, Error, ErrorCode, FromWorker, OpenInfo, OpenParams,
+    RequestEnvelope, Storage, ToWorker,
+};
+use sqlite_wasm_vfs::sahpool::{self, OpfsSAHError, OpfsSAHPoolCfgBuilder, OpfsSAHPoolUtil};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::spawn_local;
+use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
+
+use crate::engine::{sql_error, Engine, EngineOptions};
+use crate::retry::Backoff;
+use crate::scheduler::{Output, Scheduler, DEFAULT_LEASE_MS};
+
+/// An open database: the engine plus the pool that holds its files.
+pub struct OpenDatabase {
+    /// The engine on the open connection.
+    pub engine: Engine,
+    /// Where the data lives.
+    pub storage: Storage,
+    /// The OPFS pool, `None` for in-memory databases.
+    pub pool: Option<OpfsSAHPoolUtil>,
+}
+
+impl OpenDatabase {
+    /// Closes the connection and releases the OPFS access handles so that
+    /// another worker (the next leader) can open the pool.
+    pub fn close(self) -> Result<(), Error> {
+        drop(self.engine);
+        if let Some(pool) = self.pool {
+            pool.pause()
+                .map_err(|e| Error::internal(format!("releasing the OPFS pool: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks a database name: it becomes a directory and a file name in OPFS.
+pub fn validate_name(name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::bad_request(format!(
+            "invalid database name {name:?}: use 1-100 characters from A-Z a-z 0-9 . _ - not starting with '.'"
+        )))
+    }
+}
+
+fn is_held_elsewhere(e: &OpfsSAHError) -> bool {
+    e.to_string().contains("NoModificationAllowedError")
+}
+
+async fn sleep_ms(ms: u32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
+        // If scheduling fails the promise never resolves; it cannot fail for
+        // a function and a finite delay.
+        let _ = scope.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms as i32);
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
+async fn install_pool(name: &str) -> Result<OpfsSAHPoolUtil, OpfsSAHError> {
+    let cfg = OpfsSAHPoolCfgBuilder::new()
+        .vfs_name(&format!("sqlite-tabs-{name}"))
+        .directory(&format!(".sqlite-tabs/{name}"))
+        .build();
+    let mut backoff = Backoff::for_pool_open();
+    loop {
+        match sahpool::install::<sqlite_wasm_rs::WasmOsCallback>(&cfg, false).await {
+            Ok(pool) => {
+                if pool.is_paused() {
+                    // Reopening in the same worker after close().
+                    match pool.resume().await {
+                        Ok(()) => return Ok(pool),
+                        Err(e) if is_held_elsewhere(&e) => {}
+                        Err(e) => return Err(e),
+                    }
+                } else {
+                    return Ok(pool);
+                }
+            }
+            Err(e) if is_held_elsewhere(&e) => {}
+            Err(e) => return Err(e),
+        }
+        match backoff.next() {
+            Some(delay) => sleep_ms(delay).await,
+            None => {
+                return Err(OpfsSAHError::Opfs {
+                    operation: "open the database pool",
+                    message: format!(
+                        "NoModificationAllowedError: another worker still holds the database files after {} ms",
+                        backoff.spent_ms()
+                    ),
+                    value: JsValue::UNDEFINED,
+                })
+            }
+        }
+    }
+}
+
+/// Opens a database on OPFS (or in memory, if allowed and OPFS is missing).
+pub async fn open_database(
+    params: &OpenParams,
+    options: &EngineOptions,
+) -> Result<OpenDatabase, Error> {
+    validate_name(&params.name)?;
+    match install_pool(&params.name).await {
+        Ok(pool) => {
+            let conn = Connection::open_with_flags_and_vfs(
+                format!("/{}", params.name),
+                OpenFlags::default(),
+                format!("sqlite-tabs-{}", params.name).as_str(),
+            )
+            .map_err(sql_error)?;
+            Ok(OpenDatabase {
+                engine: Engine::new(conn, options)?,
+                storage: Storage::Opfs,
+                pool: Some(pool),
+            })
+        }
+        Err(e) if params.memory_fallback && !is_held_elsewhere(&e) => {
+            web_sys::console::warn_1(
+                &format!(
+                    "sqlite-tabs: OPFS is unavailable ({e}); database {:?} lives in memory and will be lost when the page closes",
+                    params.name
+                )
+                .into(),
+            );
+            let conn = Connection::open_in_memory().map_err(sql_error)?;
+            Ok(OpenDatabase {
+                engine: Engine::new(conn, options)?,
+                storage: Storage::Memory,
+                pool: None,
+            })
+        }
+        Err(e) if is_held_elsewhere(&e) => Err(Error::new(
+            ErrorCode::OpfsUnavailable,
+            format!("the database is in use by another worker: {e}"),
+        )),
+        Err(e) => Err(Error::new(
+            ErrorCode::OpfsUnavailable,
+            format!(
+                "the Origin Private File System cannot be used here ({e}); private browsing modes often disable it. Pass {{ memoryFallback: true }} to open an in-memory database instead"
+            ),
+        )),
+    }
+}
+
+enum State {
+    Idle,
+    Opening(Vec<RequestEnvelope>),
+    Open {
+        scheduler: Scheduler,
+        storage: Storage,
+        pool: Option<OpfsSAHPoolUtil>,
+    },
+    Closed,
+}
+
+struct Worker {
+    scope: DedicatedWorkerGlobalScope,
+    state: RefCell<State>,
+    timer: RefCell<Option<i32>>,
+    on_timer: RefCell<Option<Closure<dyn FnMut()>>>,
+}
+
+thread_local! {
+    static HANDLER: RefCell<Option<Closure<dyn FnMut(MessageEvent)>>> = const { RefCell::new(None) };
+}
+
+fn now() -> f64 {
+    js_sys::Date::now()
+}
+
+impl Worker {
+    fn post(&self, message: &FromWorker) {
+        let bytes = encode(message);
+        let array = Uint8Array::new_with_length(bytes.len() as u32);
+        array.copy_from(&bytes);
+        let buffer = array.buffer();
+        if let Err(e) = self
+            .scope
+            .post_message_with_transfer(&buffer, &js_sys::Array::of1(&buffer))
+        {
+            web_sys::console::error_2(&"sqlite-tabs worker: postMessage failed".into(), &e);
+        }
+    }
+
+    fn send(&self, out: Output) {
+        for (id, result) in out.replies {
+            self.post(&FromWorker::Reply { id, result });
+        }
+        for change in out.changes {
+            self.post(&FromWorker::Changed(change));
+        }
+    }
+
+    /// Arms the single timer for the scheduler's next deadline.
+    fn rearm(&self, deadline: Option<f64>) {
+        if let Some(id) = self.timer.borrow_mut().take() {
+            self.scope.clear_timeout_with_handle(id);
+        }
+        let Some(deadline) = deadline else { return };
+        let on_timer = self.on_timer.borrow();
+        let Some(callback) = on_timer.as_ref() else {
+            return;
+        };
+        let delay = (deadline - now()).clamp(0.0, i32::MAX as f64) as i32;
+        match self
+            .scope
+            .set_timeout_with_callback_and_timeout_and_arguments_0(
+                callback.as_ref().unchecked_ref(),
+                delay,
+            ) {
+            Ok(id) => *self.timer.borrow_mut() = Some(id),
+            Err(e) => {
+                web_sys::console::error_2(&"sqlite-tabs worker: setTimeout failed".into(), &e)
+            }
+        }
+    }
+
+    fn timer_fired(&self) {
+        self.timer.borrow_mut().take();
+        let (out, deadline) = match &mut *self.state.borrow_mut() {
+            State::Open { scheduler, .. } => (scheduler.on_timer(now()), scheduler.next_deadline()),
+            _ => return,
+        };
+        self.send(out);
+        self.rearm(deadline);
+    }
+
+    fn on_message(self: &Rc<Self>, event: MessageEvent) {
+        let data = event.data();
+        let Some(buffer) = data.dyn_ref::<ArrayBuffer>() else {
+            self.post(&FromWorker::Rejected(Error::bad_request(
+                "sqlite-tabs worker: expected a protocol message (ArrayBuffer)",
+            )));
+            return;
+        };
+        let bytes = Uint8Array::new(buffer).to_vec();
+        match decode::<ToWorker>(&bytes) {
+            Ok(ToWorker::Open(params)) => self.open(params),
+            Ok(ToWorker::Request(envelope)) => self.request(envelope),
+            Ok(ToWorker::Close) => self.close(),
+            Err(e) => match peek_request_id(&bytes) {
+                Some(id) => self.post(&FromWorker::Reply {
+                    id,
+                    result: Err(e.into()),
+                }),
+                None => self.post(&FromWorker::Rejected(e.into())),
+            },
+        }
+    }
+
+    fn open(self: &Rc<Self>, params: OpenParams) {
+        {
+            let mut state = self.state.borrow_mut();
+            if !matches!(*state, State::Idle) {
+                drop(state);
+                self.post(&FromWorker::Opened(Err(Error::bad_request(
+                    "this worker already opened a database",
+                ))));
+                return;
+            }
+            *state = State::Opening(Vec::new());
+        }
+        let this = self.clone();
+        spawn_local(async move {
+            let opened = open_database(&params, &EngineOptions::default()).await;
+            let queued = match std::mem::replace(&mut *this.state.borrow_mut(), State::Idle) {
+                State::Opening(queued) => queued,
+                _ => Vec::new(),
+            };
+            match opened {
+                Ok(db) => {
+                    let info = OpenInfo {
+                        storage: db.storage,
+                        seq: db.engine.seq(),
+                    };
+                    *this.state.borrow_mut() = State::Open {
+                        scheduler: Scheduler::new(db.engine, DEFAULT_LEASE_MS),
+                        storage: db.storage,
+                        pool: db.pool,
+                    };
+                    this.post(&FromWorker::Opened(Ok(info)));
+                    for envelope in queued {
+                        this.request(envelope);
+                    }
+                }
+                Err(e) => {
+                    *this.state.borrow_mut() = State::Idle;
+                    for envelope in queued {
+                        this.post(&FromWorker::Reply {
+                            id: envelope.id,
+                            result: Err(e.clone()),
+                        });
+                    }
+                    this.post(&FromWorker::Opened(Err(e)));
+                }
+            }
+        });
+    }
+
+    fn request(&self, envelope: RequestEnvelope) {
+        let mut state = self.state.borrow_mut();
+        match &mut *state {
+            State::Open { scheduler, .. } => {
+                let out = scheduler.submit(envelope, now());
+                let deadline = scheduler.next_deadline();
+                drop(state);
+                self.send(out);
+                self.rearm(deadline);
+            }
+            State::Opening(queued) => queued.push(envelope),
+            State::Idle | State::Closed => {
+                drop(state);
+                self.post(&FromWorker::Reply {
+                    id: envelope.id,
+                    result: Err(Error::new(ErrorCode::Closed, "the database is not open")),
+                });
+            }
+        }
+    }
+
+    fn close(&self) {
+        let previous = std::mem::replace(&mut *self.state.borrow_mut(), State::Closed);
+        self.rearm(None);
+        if let State::Open {
+            mut scheduler,
+            storage,
+            pool,
+        } = previous
+        {
+            let out = scheduler.fail_waiting(&Error::new(
+                ErrorCode::Closed,
+                "the database was closed before this request ran",
+            ));
+            self.send(out);
+            let db = OpenDatabase {
+                engine: scheduler.into_engine(),
+                storage,
+                pool,
+            };
+            if let Err(e) = db.close() {
+                web_sys::console::error_1(&e.to_string().into());
+            }
+        }
+        self.post(&FromWorker::Closed);
+    }
+}
+
+/// Starts the worker: called once by `db-worker.js` after the module loads.
+/// Installs the message handler, then announces [`FromWorker::Ready`].
+#[wasm_bindgen]
+pub fn start() {
+    let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
+    let worker = Rc::new(Worker {
+        scope: scope.clone(),
+        state: RefCell::new(State::Idle),
+        timer: RefCell::new(None),
+        on_timer: RefCell::new(None),
+    });
+    let weak = Rc::downgrade(&worker);
+    *worker.on_timer.borrow_mut() = Some(Closure::new(move || {
+        if let Some(w) = weak.upgrade() {
+            w.timer_fired();
+        }
+    }));
+    let handler_worker = worker.clone();
+    let handler = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        handler_worker.on_message(event);
+    });
+    scope.set_onmessage(Some(handler.as_ref().unchecked_ref()));
+    // The handler lives as long as the worker; keep it reachable instead of
+    // leaking it with forget().
+    HANDLER.with(|h| *h.borrow_mut() = Some(handler));
+    worker.post(&FromWorker::Ready);
+}
