@@ -1,0 +1,96 @@
+/** A value SQLite stores. Booleans are stored as 0/1; integers beyond 2^53 come back as bigint. */
+export type Value = null | number | bigint | string | boolean | Uint8Array;
+
+/** A row keyed by column name (a later duplicate column name wins). */
+export type Row = Record<string, Value>;
+
+/** What a write statement did. */
+export interface RunResult {
+  /** Rows inserted, updated or deleted. */
+  changes: number;
+  /** Rowid of the last insert (bigint beyond 2^53). */
+  lastInsertRowid: number | bigint;
+}
+
+/** Options of {@link open}. */
+export interface OpenOptions {
+  /** URL of `db-worker.js`; defaults to the file next to this module. */
+  workerUrl?: string | URL;
+  /** Milliseconds before a request rejects with `TIMEOUT` (default 30000). */
+  timeoutMs?: number;
+  /** Milliseconds before `open` rejects with `TIMEOUT` (default 20000). */
+  openTimeoutMs?: number;
+  /**
+   * When OPFS cannot be used (e.g. some private browsing modes), open an
+   * in-memory database instead of rejecting with `OPFS_UNAVAILABLE`.
+   * `db.storage` then says `"memory"`. Default false.
+   */
+  memoryFallback?: boolean;
+}
+
+/** Error codes: SQLite's extended result code names, or one of ours. */
+export type ErrorCode =
+  | `SQLITE_${string}`
+  | 'TIMEOUT'
+  | 'CLOSED'
+  | 'LEADER_LOST'
+  | 'BAD_REQUEST'
+  | 'OPFS_UNAVAILABLE'
+  | 'WORKER_FAILED'
+  | 'INTERNAL';
+
+/** Every rejection is an Error with `name === "SqliteTabsError"`. */
+export interface SqliteTabsError extends Error {
+  name: 'SqliteTabsError';
+  code: ErrorCode;
+}
+
+/** Statements of an interactive transaction. */
+export interface Transaction {
+  exec(sql: string): Promise<void>;
+  query(sql: string, params?: Value[]): Promise<Row[]>;
+  queryRaw(sql: string, params?: Value[]): Promise<{ columns: string[]; rows: Value[][] }>;
+  run(sql: string, params?: Value[]): Promise<RunResult>;
+}
+
+/** A commit announcement. */
+export interface ChangeEvent {
+  /** Tables the commit wrote. */
+  tables: string[];
+  /** Commit sequence number, increasing by one per commit. */
+  seq: number;
+}
+
+/** An open database. */
+export declare class Database {
+  private constructor();
+  /** Runs one or more statements (no parameters). */
+  exec(sql: string): Promise<void>;
+  /** Runs one statement and returns its rows as objects. */
+  query(sql: string, params?: Value[]): Promise<Row[]>;
+  /** Runs one statement and returns column names and rows as arrays (duplicate names kept). */
+  queryRaw(sql: string, params?: Value[]): Promise<{ columns: string[]; rows: Value[][] }>;
+  /** Runs one statement and reports what it changed. */
+  run(sql: string, params?: Value[]): Promise<RunResult>;
+  /** Runs the statements atomically: all of them or none. */
+  batch(statements: { sql: string; params?: Value[] }[]): Promise<RunResult[]>;
+  /**
+   * Runs `fn` in a transaction: commits when its promise resolves, rolls back
+   * when it rejects. Other requests wait until it ends; a transaction idle for
+   * 30 s is rolled back.
+   */
+  transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T>;
+  /** Calls `cb` after each commit that writes one of `tables` (all commits if null). Returns an unsubscribe function. */
+  subscribe(tables: string[] | null, cb: (ev: ChangeEvent) => void): () => void;
+  /** Whether this tab owns the database. */
+  readonly isLeader: boolean;
+  /** Calls `cb` when this tab gains or loses leadership. Returns an unsubscribe function. */
+  onLeaderChange(cb: (isLeader: boolean) => void): () => void;
+  /** Where the data lives: `"opfs"`, or `"memory"` with the opt-in fallback. */
+  readonly storage: 'opfs' | 'memory';
+  /** Closes the database; pending requests reject with `CLOSED`. */
+  close(): Promise<void>;
+}
+
+/** Opens (creating if needed) the database `name`, persisted in OPFS. */
+export function open(name: string, options?: OpenOptions): Promise<Database>;

@@ -1,0 +1,83 @@
+// sqlite-tabs: one SQLite database on OPFS, shared by every tab of an origin.
+//
+// This file is the public entry point. It loads the client's wasm once and
+// wraps each open database in a small class whose methods map one-to-one to
+// the wasm client; all logic lives in Rust (crates/client).
+import init, { openDatabase } from './sqlite_tabs_client.js';
+
+let loading;
+
+function loadWasm() {
+  loading ??= init({ module_or_path: new URL('./sqlite_tabs_client_bg.wasm', import.meta.url) });
+  return loading;
+}
+
+/**
+ * Opens (creating if needed) the database `name`, persisted in the Origin
+ * Private File System. See index.d.ts for the options.
+ */
+export async function open(name, options = {}) {
+  await loadWasm();
+  const workerUrl = String(options.workerUrl ?? new URL('./db-worker.js', import.meta.url));
+  const inner = await openDatabase(name, { ...options, workerUrl });
+  return new Database(inner);
+}
+
+/** An open database. Every method returns a promise. */
+export class Database {
+  #db;
+
+  /** @internal Use open(). */
+  constructor(inner) {
+    this.#db = inner;
+  }
+
+  exec(sql) {
+    return this.#db.exec(sql);
+  }
+
+  query(sql, params) {
+    return this.#db.query(sql, params);
+  }
+
+  queryRaw(sql, params) {
+    return this.#db.queryRaw(sql, params);
+  }
+
+  run(sql, params) {
+    return this.#db.run(sql, params);
+  }
+
+  batch(statements) {
+    return this.#db.batch(statements);
+  }
+
+  transaction(fn) {
+    return this.#db.transaction(fn);
+  }
+
+  subscribe(tables, callback) {
+    const id = this.#db.subscribe(tables, callback);
+    return () => this.#db.unsubscribe(id);
+  }
+
+  get isLeader() {
+    return this.#db.isLeader;
+  }
+
+  onLeaderChange(callback) {
+    if (typeof callback !== 'function') {
+      throw new TypeError('onLeaderChange() needs a callback function');
+    }
+    // Single-tab mode: leadership never changes.
+    return () => {};
+  }
+
+  get storage() {
+    return this.#db.storage;
+  }
+
+  close() {
+    return this.#db.close();
+  }
+}
