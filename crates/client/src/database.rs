@@ -251,7 +251,11 @@ fn js_result(result: Result<JsValue, Error>) -> Result<JsValue, JsValue> {
 
 fn run_result(r: &RunResult) -> JsValue {
     let obj = Object::new();
-    let _ = Reflect::set(&obj, &"changes".into(), &JsValue::from_f64(r.changes as f64));
+    let _ = Reflect::set(
+        &obj,
+        &"changes".into(),
+        &JsValue::from_f64(r.changes as f64),
+    );
     let _ = Reflect::set(
         &obj,
         &"lastInsertRowid".into(),
@@ -400,10 +404,7 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
     inner
         .worker
         .set_onerror(Some(on_error.as_ref().unchecked_ref()));
-    inner
-        .handlers
-        .borrow_mut()
-        .extend([on_message, on_error]);
+    inner.handlers.borrow_mut().extend([on_message, on_error]);
 
     let handshake = async {
         ready_rx.await.map_err(|_| {
@@ -414,7 +415,10 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
             memory_fallback,
         }))?;
         opened_rx.await.map_err(|_| {
-            Error::new(ErrorCode::WorkerFailed, "the database worker stopped while opening")
+            Error::new(
+                ErrorCode::WorkerFailed,
+                "the database worker stopped while opening",
+            )
         })?
     };
     let result = match select(Box::pin(handshake), TimeoutFuture::new(open_timeout_ms)).await {
@@ -456,9 +460,9 @@ impl Database {
     /// Runs one statement; resolves to rows as objects keyed by column name.
     pub fn query(&self, sql: JsValue, params: JsValue) -> Promise {
         let inner = self.inner.clone();
-        future_to_promise(
-            async move { js_result(query(inner, sql, params, None, Shape::Objects).await) },
-        )
+        future_to_promise(async move {
+            js_result(query(inner, sql, params, None, Shape::Objects).await)
+        })
     }
 
     /// Runs one statement; resolves to `{ columns, rows }` with rows as arrays.
@@ -540,9 +544,9 @@ impl Database {
     /// `tables` (or every commit when `tables` is null); returns an id for
     /// [`Database::unsubscribe`].
     pub fn subscribe(&self, tables: JsValue, callback: JsValue) -> Result<u32, JsValue> {
-        let callback = callback
-            .dyn_into::<Function>()
-            .map_err(|_| to_js_error(&Error::bad_request("subscribe() needs a callback function")))?;
+        let callback = callback.dyn_into::<Function>().map_err(|_| {
+            to_js_error(&Error::bad_request("subscribe() needs a callback function"))
+        })?;
         let tables = if tables.is_null() || tables.is_undefined() {
             None
         } else if Array::is_array(&tables) {

@@ -1,0 +1,115 @@
+//! Benchmark (not a test): journal and locking modes side by side on the real
+//! OPFS pool. Ignored in test runs; run it in release with
+//! `CHROMEDRIVER=/usr/bin/chromedriver cargo test --release --target wasm32-unknown-unknown -p sqlite-tabs-db-worker --test pragma_bench -- --include-ignored --nocapture`
+#![cfg(target_arch = "wasm32")]
+
+use sqlite_tabs_db_worker::engine::{EngineOptions, JournalMode};
+use sqlite_tabs_db_worker::worker::open_database;
+use sqlite_tabs_protocol::{ClientId, OpenParams, Request, RequestId, Statement, Value};
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_dedicated_worker);
+
+fn now() -> f64 {
+    js_sys::Reflect::get(&js_sys::global(), &"performance".into())
+        .ok()
+        .and_then(|p| {
+            let f = js_sys::Reflect::get(&p, &"now".into()).ok()?;
+            js_sys::Function::from(f).call0(&p).ok()?.as_f64()
+        })
+        .unwrap_or_else(js_sys::Date::now)
+}
+
+#[wasm_bindgen_test]
+#[ignore = "benchmark: run with --include-ignored --nocapture in release"]
+async fn journal_and_locking_modes() {
+    console_log!("mode                 | 300 autocommit inserts | 10k-row batch | 5000 pk lookups");
+    for (journal_mode, exclusive_locking) in [
+        (JournalMode::Delete, false),
+        (JournalMode::Delete, true),
+        (JournalMode::Truncate, true),
+        (JournalMode::Persist, true),
+        (JournalMode::Wal, true),
+    ] {
+        let name = format!(
+            "bench-{journal_mode:?}-{exclusive_locking}-{}",
+            js_sys::Date::now() as u64
+        );
+        let options = EngineOptions {
+            journal_mode,
+            exclusive_locking,
+        };
+        let params = OpenParams {
+            name,
+            memory_fallback: false,
+        };
+        let mut db = open_database(&params, &options).await.unwrap();
+        let mut n = 0;
+        let mut id = || {
+            n += 1;
+            RequestId {
+                client: ClientId(1),
+                seq: n,
+            }
+        };
+        let e = &mut db.engine;
+        e.execute(
+            id(),
+            Request::Exec {
+                sql: "CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT, b INTEGER)".into(),
+                tx: None,
+            },
+        )
+        .result
+        .unwrap();
+        let t0 = now();
+        for i in 0..300 {
+            e.execute(
+                id(),
+                Request::Run {
+                    sql: "INSERT INTO t(a, b) VALUES (?, ?)".into(),
+                    params: vec![Value::Text(format!("row {i}")), Value::Integer(i)],
+                    tx: None,
+                },
+            )
+            .result
+            .unwrap();
+        }
+        let autocommit = now() - t0;
+        let statements: Vec<Statement> = (0..10_000)
+            .map(|i| Statement {
+                sql: "INSERT INTO t(a, b) VALUES (?, ?)".into(),
+                params: vec![Value::Text(format!("batch row {i}")), Value::Integer(i)],
+            })
+            .collect();
+        let t0 = now();
+        e.execute(id(), Request::Batch { statements })
+            .result
+            .unwrap();
+        let batch = now() - t0;
+        let t0 = now();
+        for i in 0..5000 {
+            e.execute(
+                id(),
+                Request::Query {
+                    sql: "SELECT a, b FROM t WHERE id = ?".into(),
+                    params: vec![Value::Integer(1 + (i * 7919) % 10_000)],
+                    tx: None,
+                },
+            )
+            .result
+            .unwrap();
+        }
+        let lookups = now() - t0;
+        console_log!(
+            "{:<8} exclusive={:<5} | {:>8.1} ms ({:.2} ms/commit) | {:>8.1} ms | {:>8.1} ms",
+            format!("{journal_mode:?}"),
+            exclusive_locking,
+            autocommit,
+            autocommit / 300.0,
+            batch,
+            lookups
+        );
+        db.close().unwrap();
+    }
+}
