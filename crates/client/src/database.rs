@@ -23,6 +23,8 @@ const DEFAULT_TIMEOUT_MS: u32 = 30_000;
 const DEFAULT_OPEN_TIMEOUT_MS: u32 = 20_000;
 const CLOSE_TIMEOUT_MS: u32 = 2_000;
 
+type Handler = Closure<dyn FnMut(JsValue)>;
+
 struct Subscriber {
     id: u32,
     tables: Option<Vec<String>>,
@@ -45,7 +47,7 @@ struct Inner {
     next_subscriber: Cell<u32>,
     last_seq: Cell<u64>,
     // Kept so the worker's handlers live exactly as long as the database.
-    handlers: RefCell<Vec<Closure<dyn FnMut(JsValue)>>>,
+    handlers: RefCell<Vec<Handler>>,
 }
 
 fn random_client_id() -> ClientId {
@@ -381,14 +383,14 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
 
     // Handlers hold a weak reference: the Inner owns them, not the reverse.
     let weak: Weak<Inner> = Rc::downgrade(&inner);
-    let on_message = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
+    let on_message = Handler::new(move |event: JsValue| {
         if let (Some(inner), Some(event)) = (weak.upgrade(), event.dyn_ref::<MessageEvent>()) {
             inner.on_message(event.data());
         }
     });
     let weak: Weak<Inner> = Rc::downgrade(&inner);
     let url = worker_url.clone();
-    let on_error = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
+    let on_error = Handler::new(move |event: JsValue| {
         if let Some(inner) = weak.upgrade() {
             let detail = event
                 .dyn_ref::<ErrorEvent>()

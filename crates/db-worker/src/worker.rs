@@ -166,7 +166,8 @@ enum State {
     Idle,
     Opening(Vec<RequestEnvelope>),
     Open {
-        scheduler: Scheduler,
+        // Boxed: the scheduler is large and State is swapped around by value.
+        scheduler: Box<Scheduler>,
         storage: Storage,
         pool: Option<OpfsSAHPoolUtil>,
     },
@@ -180,8 +181,10 @@ struct Worker {
     on_timer: RefCell<Option<Closure<dyn FnMut()>>>,
 }
 
+type MessageHandler = Closure<dyn FnMut(MessageEvent)>;
+
 thread_local! {
-    static HANDLER: RefCell<Option<Closure<dyn FnMut(MessageEvent)>>> = const { RefCell::new(None) };
+    static HANDLER: RefCell<Option<MessageHandler>> = const { RefCell::new(None) };
 }
 
 fn now() -> f64 {
@@ -294,7 +297,7 @@ impl Worker {
                         seq: db.engine.seq(),
                     };
                     *this.state.borrow_mut() = State::Open {
-                        scheduler: Scheduler::new(db.engine, DEFAULT_LEASE_MS),
+                        scheduler: Box::new(Scheduler::new(db.engine, DEFAULT_LEASE_MS)),
                         storage: db.storage,
                         pool: db.pool,
                     };
@@ -383,7 +386,7 @@ pub fn start() {
         }
     }));
     let handler_worker = worker.clone();
-    let handler = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+    let handler = MessageHandler::new(move |event: MessageEvent| {
         handler_worker.on_message(event);
     });
     scope.set_onmessage(Some(handler.as_ref().unchecked_ref()));

@@ -270,9 +270,7 @@ impl WithoutOpfs {
     fn new() -> Self {
         let global = js_sys::global();
         let saved = Reflect::get(&global, &"FileSystemSyncAccessHandle".into()).unwrap();
-        assert!(
-            Reflect::delete_property(&global.into(), &"FileSystemSyncAccessHandle".into()).unwrap()
-        );
+        assert!(Reflect::delete_property(&global, &"FileSystemSyncAccessHandle".into()).unwrap());
         WithoutOpfs(saved)
     }
 }
