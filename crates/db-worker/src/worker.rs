@@ -206,11 +206,13 @@ impl Worker {
     }
 
     fn send(&self, out: Output) {
-        for (id, result) in out.replies {
-            self.post(&FromWorker::Reply { id, result });
-        }
+        // Announce commits before answering, so a writer's subscribers have
+        // heard of its write by the time its promise resolves.
         for change in out.changes {
             self.post(&FromWorker::Changed(change));
+        }
+        for (id, result) in out.replies {
+            self.post(&FromWorker::Reply { id, result });
         }
     }
 
