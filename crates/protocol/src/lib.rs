@@ -15,7 +15,7 @@ pub use codec::{decode, encode, peek_request_id, DecodeError, MAX_MESSAGE_BYTES}
 pub use codes::result_code_name;
 pub use error::{Error, ErrorCode};
 pub use message::{
-    ChangeEvent, ClientId, FromWorker, OpenInfo, OpenParams, Reply, Request, RequestEnvelope,
-    RequestId, Rows, RunResult, Statement, Storage, ToWorker, TxId,
+    ChangeEvent, ClientId, Epoch, FromRouter, FromWorker, OpenInfo, OpenParams, Reply, Request,
+    RequestEnvelope, RequestId, Rows, RunResult, Statement, Storage, ToRouter, ToWorker, TxId,
 };
 pub use value::Value;

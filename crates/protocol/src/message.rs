@@ -215,3 +215,67 @@ pub enum FromWorker {
     /// A message could not be understood and carried no readable request id.
     Rejected(Error),
 }
+
+/// Which leader term a message belongs to. Grows by one each time a tab
+/// becomes leader; stored in the database, so only the tab that really owns
+/// the file can claim the next one.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+pub struct Epoch(pub u64);
+
+/// Messages from a tab to the SharedWorker router.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ToRouter {
+    /// A tab joined; it holds the Web Lock `tab_lock` for as long as it lives.
+    Hello {
+        /// The tab's client.
+        client: ClientId,
+        /// Name of the lock the tab holds while alive.
+        tab_lock: String,
+    },
+    /// This tab holds the leader lock and its worker opened the database in
+    /// this epoch.
+    LeaderReady {
+        /// The leader's client.
+        client: ClientId,
+        /// The epoch its worker claimed in the database.
+        epoch: Epoch,
+    },
+    /// The tab leaves (closed the database or the page hides for good).
+    Bye {
+        /// The tab's client.
+        client: ClientId,
+    },
+}
+
+/// Messages from the router to a tab.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FromRouter {
+    /// The attached `MessagePort` leads to the leader's worker of `epoch`:
+    /// send requests there (re-sending those still pending).
+    Connect {
+        /// The leader term the port belongs to.
+        epoch: Epoch,
+        /// The leader's client.
+        leader: ClientId,
+    },
+    /// To the leader: hand the attached port to your worker; `client` talks
+    /// through it.
+    Attach {
+        /// The leader term.
+        epoch: Epoch,
+        /// The client at the other end of the port.
+        client: ClientId,
+    },
+    /// To the leader: `client` is gone; roll back its transaction.
+    Gone {
+        /// The departed client.
+        client: ClientId,
+    },
+    /// The leader went away; requests wait for the next one.
+    LeaderLost {
+        /// The epoch that ended.
+        epoch: Epoch,
+    },
+}

@@ -5,6 +5,8 @@
 //! leader's database worker. Only a skeleton until the multi-tab coordinator
 //! lands: it loads and answers nothing yet.
 
+pub mod registry;
+
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen::prelude::*;
 
