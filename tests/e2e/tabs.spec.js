@@ -14,10 +14,6 @@ async function openTabs(context, n) {
   return tabs;
 }
 
-// Skipped, and reported as skipped with this reason, until the coordinator
-// exists: today only one tab at a time can own the OPFS pool.
-test.fixme(true, 'multi-tab coordination (Web Locks election, SharedWorker router) is issue #4');
-
 /** `db.isLeader` of every tab. */
 const leaderFlags = (tabs) => Promise.all(tabs.map((p) => p.evaluate(() => window.db.isLeader)));
 

@@ -16,6 +16,8 @@ export interface RunResult {
 export interface OpenOptions {
   /** URL of `db-worker.js`; defaults to the file next to this module. */
   workerUrl?: string | URL;
+  /** URL of `shared-worker.js` (the router); defaults to the file next to this module. */
+  sharedWorkerUrl?: string | URL;
   /** Milliseconds before a request rejects with `TIMEOUT` (default 30000). */
   timeoutMs?: number;
   /** Milliseconds before `open` rejects with `TIMEOUT` (default 20000). */
@@ -59,6 +61,8 @@ export interface ChangeEvent {
   tables: string[];
   /** Commit sequence number, increasing by one per commit. */
   seq: number;
+  /** Set when this tab missed more commits than the log keeps: re-read everything. */
+  resync?: true;
 }
 
 /** An open database. */
@@ -80,12 +84,23 @@ export declare class Database {
    * 30 s is rolled back.
    */
   transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T>;
-  /** Calls `cb` after each commit that writes one of `tables` (all commits if null). Returns an unsubscribe function. */
+  /** Calls `cb` after each commit (in any tab) that writes one of `tables` (all commits if null). Returns an unsubscribe function. */
   subscribe(tables: string[] | null, cb: (ev: ChangeEvent) => void): () => void;
-  /** Whether this tab owns the database. */
+  /**
+   * Live query: calls `cb(rows)` now and again whenever a table the statement reads changes
+   * (in any tab) and the rows differ. Returns a function that stops it.
+   */
+  watch(sql: string, params: Value[], cb: (rows: Row[]) => void): () => void;
+  /** The tables a statement reads, as SQLite reports them. */
+  tables(sql: string): Promise<string[]>;
+  /** Whether this tab owns the database (its worker has the file open). */
   readonly isLeader: boolean;
+  /** The leader term this tab is connected to; grows by one at every change of leader. */
+  readonly epoch: number;
   /** Calls `cb` when this tab gains or loses leadership. Returns an unsubscribe function. */
   onLeaderChange(cb: (isLeader: boolean) => void): () => void;
+  /** Gives up leadership if this tab leads: another tab takes over, this one queues again. */
+  stepDown(): Promise<void>;
   /** Where the data lives: `"opfs"`, or `"memory"` with the opt-in fallback. */
   readonly storage: 'opfs' | 'memory';
   /** Closes the database; pending requests reject with `CLOSED`. */

@@ -2,7 +2,9 @@
 //
 // This file is the public entry point. It loads the client's wasm once and
 // wraps each open database in a small class whose methods map one-to-one to
-// the wasm client; all logic lives in Rust (crates/client).
+// the wasm client; all logic lives in Rust (crates/client). Every tab that
+// opens a database spawns its own worker, joins the SharedWorker router and
+// the Web Locks election; the leader's worker owns the file.
 import init, { openDatabase } from './sqlite_tabs_client.js';
 
 let loading;
@@ -19,7 +21,10 @@ function loadWasm() {
 export async function open(name, options = {}) {
   await loadWasm();
   const workerUrl = String(options.workerUrl ?? new URL('./db-worker.js', import.meta.url));
-  const inner = await openDatabase(name, { ...options, workerUrl });
+  const sharedWorkerUrl = String(
+    options.sharedWorkerUrl ?? new URL('./shared-worker.js', import.meta.url),
+  );
+  const inner = await openDatabase(name, { ...options, workerUrl, sharedWorkerUrl });
   return new Database(inner);
 }
 
@@ -61,16 +66,30 @@ export class Database {
     return () => this.#db.unsubscribe(id);
   }
 
+  watch(sql, params, callback) {
+    const id = this.#db.watch(sql, params, callback);
+    return () => this.#db.unsubscribe(id);
+  }
+
+  tables(sql) {
+    return this.#db.tables(sql);
+  }
+
   get isLeader() {
     return this.#db.isLeader;
   }
 
+  get epoch() {
+    return this.#db.epoch;
+  }
+
   onLeaderChange(callback) {
-    if (typeof callback !== 'function') {
-      throw new TypeError('onLeaderChange() needs a callback function');
-    }
-    // Single-tab mode: leadership never changes.
-    return () => {};
+    const id = this.#db.addLeaderListener(callback);
+    return () => this.#db.removeLeaderListener(id);
+  }
+
+  stepDown() {
+    return this.#db.stepDown();
   }
 
   get storage() {

@@ -1,5 +1,5 @@
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 
 use futures_channel::oneshot;
@@ -7,16 +7,22 @@ use futures_util::future::{select, Either};
 use gloo_timers::future::TimeoutFuture;
 use js_sys::{Array, ArrayBuffer, Function, Object, Promise, Reflect, Uint8Array};
 use sqlite_tabs_protocol::{
-    decode, encode, ChangeEvent, ClientId, Error, ErrorCode, FromWorker, OpenInfo, OpenParams,
-    Reply, Request, RequestEnvelope, RequestId, RunResult, Storage, ToWorker, TxId,
+    decode, encode, ChangeEvent, ClientId, Epoch, Error, ErrorCode, FromRouter, FromWorker,
+    OpenInfo, OpenParams, Reply, Request, RequestEnvelope, RequestId, RunResult, Storage, ToRouter,
+    ToWorker, TxId,
 };
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{future_to_promise, JsFuture};
-use web_sys::{ErrorEvent, MessageEvent, Worker, WorkerOptions, WorkerType};
+use wasm_bindgen_futures::{future_to_promise, spawn_local, JsFuture};
+use web_sys::{
+    BroadcastChannel, ErrorEvent, MessageEvent, MessagePort, SharedWorker, Worker, WorkerOptions,
+    WorkerType,
+};
 
 use crate::convert::{
     from_value, rows_to_objects, rows_to_raw, to_js_error, to_params, to_sql, to_statements,
 };
+use crate::locks::{self, Held};
+use crate::seq::SeqTracker;
 
 const DEFAULT_TIMEOUT_MS: u32 = 30_000;
 /// Opening may wait up to 10 s for a previous owner to release the files.
@@ -28,38 +34,83 @@ type Handler = Closure<dyn FnMut(JsValue)>;
 struct Subscriber {
     id: u32,
     tables: Option<Vec<String>>,
+    target: Target,
+}
+
+#[derive(Clone)]
+enum Target {
+    /// `subscribe()`: called with `{ tables, seq }`.
+    Callback(Function),
+    /// `watch()`: re-runs its query.
+    Watch(Rc<Watch>),
+}
+
+/// A live query: re-run when a table it reads changes; the callback gets
+/// fresh rows only when they differ from the last ones.
+struct Watch {
+    sql: String,
+    params: Vec<sqlite_tabs_protocol::Value>,
     callback: Function,
+    running: Cell<bool>,
+    dirty: Cell<bool>,
+    stopped: Cell<bool>,
+    last: RefCell<Option<sqlite_tabs_protocol::Rows>>,
+}
+
+struct Pending {
+    request: Request,
+    reply: oneshot::Sender<Result<Reply, Error>>,
+}
+
+/// The port to the leader's worker, brokered by the router for one epoch.
+struct Link {
+    epoch: Epoch,
+    port: MessagePort,
+    _handler: Handler,
 }
 
 /// Shared state of one open database in this tab.
 struct Inner {
+    name: String,
     worker: Worker,
+    router: MessagePort,
     client: ClientId,
     next_seq: Cell<u64>,
-    pending: RefCell<HashMap<RequestId, oneshot::Sender<Result<Reply, Error>>>>,
+    // Ordered by id, so re-sent requests keep their order.
+    pending: RefCell<BTreeMap<RequestId, Pending>>,
+    link: RefCell<Option<Link>>,
+    epoch: Cell<Epoch>,
     timeout_ms: u32,
+    memory_fallback: bool,
     closed: Cell<bool>,
     storage: Cell<Storage>,
-    ready: RefCell<Option<oneshot::Sender<()>>>,
-    opened: RefCell<Option<oneshot::Sender<Result<OpenInfo, Error>>>>,
-    closed_ack: RefCell<Option<oneshot::Sender<()>>>,
+    is_leader: Cell<bool>,
+    leader_lock: RefCell<Option<Held>>,
+    tab_lock: RefCell<Option<Held>>,
+    worker_ready: RefCell<Option<oneshot::Sender<()>>>,
+    worker_opened: RefCell<Option<oneshot::Sender<Result<OpenInfo, Error>>>>,
+    worker_closed: RefCell<Option<oneshot::Sender<()>>>,
+    connected: RefCell<Option<oneshot::Sender<Result<(), Error>>>>,
     subscribers: RefCell<Vec<Subscriber>>,
-    next_subscriber: Cell<u32>,
-    last_seq: Cell<u64>,
-    // Kept so the worker's handlers live exactly as long as the database.
+    leader_listeners: RefCell<Vec<(u32, Function)>>,
+    next_listener: Cell<u32>,
+    seen: RefCell<SeqTracker>,
+    catching_up: Cell<bool>,
+    changes: BroadcastChannel,
+    // Kept so the handlers live exactly as long as the database.
     handlers: RefCell<Vec<Handler>>,
 }
 
 fn random_client_id() -> ClientId {
-    // 53 random bits from two draws; uniqueness across tabs only needs to be
-    // overwhelmingly likely, and Math.random is available everywhere.
+    // 53 random bits; uniqueness across tabs only needs to be overwhelmingly
+    // likely, and Math.random is available everywhere.
     let hi = (js_sys::Math::random() * f64::from(1u32 << 21)) as u64;
     let lo = (js_sys::Math::random() * f64::from(u32::MAX)) as u64;
     ClientId((hi << 32) | lo)
 }
 
-fn option_f64(options: &JsValue, key: &str) -> Option<f64> {
-    Reflect::get(options, &key.into()).ok()?.as_f64()
+fn option_str(options: &JsValue, key: &str) -> Option<String> {
+    Reflect::get(options, &key.into()).ok()?.as_string()
 }
 
 fn option_bool(options: &JsValue, key: &str) -> bool {
@@ -70,7 +121,10 @@ fn option_bool(options: &JsValue, key: &str) -> bool {
 }
 
 fn timeout_option(options: &JsValue, key: &str, default: u32) -> Result<u32, Error> {
-    match option_f64(options, key) {
+    match Reflect::get(options, &key.into())
+        .ok()
+        .and_then(|v| v.as_f64())
+    {
         None => Ok(default),
         Some(ms) if ms.is_finite() && ms > 0.0 && ms <= f64::from(i32::MAX) => Ok(ms as u32),
         Some(ms) => Err(Error::bad_request(format!(
@@ -79,14 +133,58 @@ fn timeout_option(options: &JsValue, key: &str, default: u32) -> Result<u32, Err
     }
 }
 
+fn buffer_of(bytes: &[u8]) -> ArrayBuffer {
+    let array = Uint8Array::new_with_length(bytes.len() as u32);
+    array.copy_from(bytes);
+    array.buffer()
+}
+
+fn bytes_of(data: &JsValue) -> Option<Vec<u8>> {
+    data.dyn_ref::<ArrayBuffer>()
+        .map(|b| Uint8Array::new(b).to_vec())
+}
+
+fn send_to_port(port: &MessagePort, bytes: &[u8], extra: Option<&JsValue>) -> Result<(), Error> {
+    let buffer = buffer_of(bytes);
+    let transfer = Array::of1(&buffer);
+    if let Some(extra) = extra {
+        transfer.push(extra);
+    }
+    port.post_message_with_transferable(&buffer, &transfer)
+        .map_err(|e| {
+            Error::new(
+                ErrorCode::WorkerFailed,
+                format!("postMessage failed: {e:?}"),
+            )
+        })
+}
+
+/// Whether a request may simply be sent again to the next leader.
+fn retryable(request: &Request) -> bool {
+    !matches!(
+        request,
+        Request::Exec { tx: Some(_), .. }
+            | Request::Query { tx: Some(_), .. }
+            | Request::Run { tx: Some(_), .. }
+    )
+}
+
+fn leader_lost(what: &str) -> Error {
+    Error::new(
+        ErrorCode::LeaderLost,
+        format!("the tab that owned the database went away; {what}"),
+    )
+}
+
 impl Inner {
-    fn post(&self, message: &ToWorker) -> Result<(), Error> {
-        let bytes = encode(message);
-        let array = Uint8Array::new_with_length(bytes.len() as u32);
-        array.copy_from(&bytes);
-        let buffer = array.buffer();
+    fn post_worker(&self, message: &ToWorker, extra: Option<&JsValue>) -> Result<(), Error> {
+        let buffer = buffer_of(&encode(message));
+        let transfer = Array::of1(&buffer);
+        if let Some(extra) = extra {
+            transfer.push(extra);
+        }
         self.worker
-            .post_message_with_transfer(&buffer, &Array::of1(&buffer))
+            .post_message_with_transfer(&buffer, &transfer)
             .map_err(|e| {
                 Error::new(
                     ErrorCode::WorkerFailed,
@@ -95,100 +193,449 @@ impl Inner {
             })
     }
 
-    fn on_message(&self, data: JsValue) {
-        let Some(buffer) = data.dyn_ref::<ArrayBuffer>() else {
-            return;
-        };
-        let message = match decode::<FromWorker>(&Uint8Array::new(buffer).to_vec()) {
+    fn post_router(&self, message: &ToRouter) {
+        if let Err(e) = send_to_port(&self.router, &encode(message), None) {
+            web_sys::console::error_1(&format!("sqlite-tabs: {e}").into());
+        }
+    }
+
+    /// Messages of the tab's own worker (and replies on the leader link).
+    fn on_worker_message(self: &Rc<Self>, data: JsValue) {
+        let Some(bytes) = bytes_of(&data) else { return };
+        let message = match decode::<FromWorker>(&bytes) {
             Ok(m) => m,
             Err(e) => {
                 web_sys::console::error_1(
-                    &format!("sqlite-tabs: undecodable message from the worker: {e}").into(),
+                    &format!("sqlite-tabs: undecodable message from a worker: {e}").into(),
                 );
                 return;
             }
         };
         match message {
             FromWorker::Ready => {
-                if let Some(tx) = self.ready.borrow_mut().take() {
+                if let Some(tx) = self.worker_ready.borrow_mut().take() {
                     let _ = tx.send(());
                 }
             }
             FromWorker::Opened(result) => {
-                if let Some(tx) = self.opened.borrow_mut().take() {
+                if let Some(tx) = self.worker_opened.borrow_mut().take() {
                     let _ = tx.send(result);
                 }
             }
-            FromWorker::Reply { id, result } => {
-                // A missing entry means the caller already timed out.
-                if let Some(tx) = self.pending.borrow_mut().remove(&id) {
-                    let _ = tx.send(result);
+            FromWorker::Reply { id, result, change } => {
+                if let Some(change) = change {
+                    self.on_change(change);
                 }
+                self.on_reply(id, result);
             }
-            FromWorker::Changed(event) => self.dispatch_change(&event),
+            FromWorker::Changed(event) => self.on_change(event),
             FromWorker::Closed => {
-                if let Some(tx) = self.closed_ack.borrow_mut().take() {
+                if let Some(tx) = self.worker_closed.borrow_mut().take() {
                     let _ = tx.send(());
                 }
             }
             FromWorker::Rejected(e) => {
                 web_sys::console::warn_1(
-                    &format!("sqlite-tabs: the worker rejected a message: {e}").into(),
+                    &format!("sqlite-tabs: a worker rejected a message: {e}").into(),
                 );
             }
         }
     }
 
-    /// The worker died or could not load: nothing it owed will come.
+    fn on_reply(&self, id: RequestId, result: Result<Reply, Error>) {
+        let mut pending = self.pending.borrow_mut();
+        // A worker that no longer leads answers LEADER_LOST: keep the request
+        // for the next leader instead of failing it.
+        if matches!(&result, Err(e) if e.code == ErrorCode::LeaderLost) {
+            if let Some(p) = pending.get(&id) {
+                if retryable(&p.request) {
+                    return;
+                }
+            }
+        }
+        // A missing entry means the caller already timed out.
+        if let Some(p) = pending.remove(&id) {
+            let _ = p.reply.send(result);
+        }
+    }
+
+    /// The tab's own worker died or could not load.
     fn on_worker_error(&self, message: String) {
         let error = Error::new(
             ErrorCode::WorkerFailed,
             format!("the database worker failed: {message}"),
         );
-        self.closed.set(true);
-        self.ready.borrow_mut().take();
-        if let Some(tx) = self.opened.borrow_mut().take() {
+        self.worker_ready.borrow_mut().take();
+        if let Some(tx) = self.worker_opened.borrow_mut().take() {
             let _ = tx.send(Err(error.clone()));
         }
-        self.fail_pending(&error);
-    }
-
-    fn fail_pending(&self, error: &Error) {
-        let pending: Vec<_> = self.pending.borrow_mut().drain().collect();
-        for (_, tx) in pending {
-            let _ = tx.send(Err(error.clone()));
+        if let Some(tx) = self.connected.borrow_mut().take() {
+            let _ = tx.send(Err(error));
         }
     }
 
-    fn dispatch_change(&self, event: &ChangeEvent) {
-        if event.seq <= self.last_seq.get() {
+    fn on_router_message(self: &Rc<Self>, event: &MessageEvent) {
+        let Some(bytes) = bytes_of(&event.data()) else {
+            return;
+        };
+        let port = event.ports().get(0).dyn_into::<MessagePort>().ok();
+        match decode::<FromRouter>(&bytes) {
+            Ok(FromRouter::Connect { epoch, .. }) => {
+                if let Some(port) = port {
+                    self.connect(epoch, port);
+                }
+            }
+            Ok(FromRouter::Attach { client, .. }) => {
+                if let Some(port) = port {
+                    if let Err(e) = self.post_worker(&ToWorker::Attach { client }, Some(&port)) {
+                        web_sys::console::error_1(&format!("sqlite-tabs: {e}").into());
+                    }
+                }
+            }
+            Ok(FromRouter::Gone { client }) => {
+                let _ = self.post_worker(&ToWorker::Gone { client }, None);
+            }
+            Ok(FromRouter::LeaderLost { epoch }) => {
+                let mut link = self.link.borrow_mut();
+                if link.as_ref().is_some_and(|l| l.epoch == epoch) {
+                    if let Some(old) = link.take() {
+                        old.port.close();
+                    }
+                }
+            }
+            Err(e) => {
+                web_sys::console::warn_1(&format!("sqlite-tabs: from the router: {e}").into());
+            }
+        }
+    }
+
+    /// A port to the leader of `epoch`: send everything still pending there.
+    fn connect(self: &Rc<Self>, epoch: Epoch, port: MessagePort) {
+        if self.closed.get() || epoch < self.epoch.get() {
+            port.close();
             return;
         }
-        self.last_seq.set(event.seq);
+        let new_leader = epoch > self.epoch.get();
+        self.epoch.set(epoch);
+        let weak = Rc::downgrade(self);
+        let handler = Handler::new(move |event: JsValue| {
+            if let (Some(inner), Some(event)) = (weak.upgrade(), event.dyn_ref::<MessageEvent>()) {
+                inner.on_worker_message(event.data());
+            }
+        });
+        port.set_onmessage(Some(handler.as_ref().unchecked_ref()));
+        if let Some(old) = self.link.borrow_mut().replace(Link {
+            epoch,
+            port,
+            _handler: handler,
+        }) {
+            old.port.close();
+        }
+        if new_leader {
+            self.fail_lost_transactions();
+        }
+        let resend: Vec<(RequestId, Request)> = self
+            .pending
+            .borrow()
+            .iter()
+            .map(|(id, p)| (*id, p.request.clone()))
+            .collect();
+        for (id, request) in resend {
+            self.send(id, request);
+        }
+        match self.connected.borrow_mut().take() {
+            // First connection: learn where the commit sequence stands.
+            Some(tx) => {
+                let this = self.clone();
+                spawn_local(async move {
+                    let result = match this.call(Request::ChangesSince { after: u64::MAX }).await {
+                        Ok(Reply::Changes { head, .. }) => {
+                            *this.seen.borrow_mut() = SeqTracker::new(head);
+                            Ok(())
+                        }
+                        Ok(other) => Err(unexpected(other)),
+                        Err(e) => Err(e),
+                    };
+                    let _ = tx.send(result);
+                });
+            }
+            // A new leader: fetch notifications lost in the hand-over.
+            None if new_leader => self.catch_up(true),
+            None => {}
+        }
+    }
+
+    /// The transaction a dead leader held is gone with it.
+    fn fail_lost_transactions(&self) {
+        let mut pending = self.pending.borrow_mut();
+        let lost: Vec<RequestId> = pending
+            .iter()
+            .filter(|(_, p)| !retryable(&p.request))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in lost {
+            if let Some(p) = pending.remove(&id) {
+                let _ = p.reply.send(Err(leader_lost(
+                    "its interactive transaction was rolled back",
+                )));
+            }
+        }
+    }
+
+    fn send(&self, id: RequestId, request: Request) {
+        let link = self.link.borrow();
+        let Some(link) = link.as_ref() else {
+            // Sent when a leader connects.
+            return;
+        };
+        let bytes = encode(&ToWorker::Request(RequestEnvelope { id, request }));
+        if let Err(e) = send_to_port(&link.port, &bytes, None) {
+            web_sys::console::warn_1(&format!("sqlite-tabs: {e}").into());
+        }
+    }
+
+    fn on_change(self: &Rc<Self>, event: ChangeEvent) {
+        if !self.seen.borrow_mut().accept(event.seq) {
+            return;
+        }
+        self.dispatch(&event.tables, event.seq, false);
+        if self.seen.borrow().missing_after().is_some() {
+            self.catch_up(false);
+        }
+    }
+
+    /// Asks the leader for the commits this tab missed.
+    fn catch_up(self: &Rc<Self>, always: bool) {
+        if self.catching_up.replace(true) {
+            return;
+        }
+        let this = self.clone();
+        spawn_local(async move {
+            let missing = this.seen.borrow().missing_after();
+            let after = match (missing, always) {
+                (Some(after), _) => Some(after),
+                (None, true) => Some(this.seen.borrow().latest()),
+                (None, false) => None,
+            };
+            if let Some(after) = after {
+                if let Ok(Reply::Changes {
+                    events,
+                    complete,
+                    head,
+                }) = this.call(Request::ChangesSince { after }).await
+                {
+                    for event in events {
+                        if this.seen.borrow_mut().accept(event.seq) {
+                            this.dispatch(&event.tables, event.seq, false);
+                        }
+                    }
+                    if !complete {
+                        // Too far behind for the log: tell everyone to re-read.
+                        this.seen.borrow_mut().skip_to(head);
+                        this.dispatch(&[], head, true);
+                    }
+                }
+            }
+            this.catching_up.set(false);
+        });
+    }
+
+    fn dispatch(self: &Rc<Self>, tables: &[String], seq: u64, resync: bool) {
         // Callbacks may subscribe or unsubscribe: iterate over a snapshot.
-        let targets: Vec<Function> = self
+        let targets: Vec<Target> = self
             .subscribers
             .borrow()
             .iter()
             .filter(|s| match &s.tables {
+                _ if resync => true,
                 None => true,
-                Some(tables) => tables.iter().any(|t| event.tables.contains(t)),
+                Some(wanted) => wanted.iter().any(|t| tables.contains(t)),
             })
-            .map(|s| s.callback.clone())
+            .map(|s| s.target.clone())
+            .collect();
+        let (callbacks, watches): (Vec<_>, Vec<_>) = targets
+            .into_iter()
+            .partition(|t| matches!(t, Target::Callback(_)));
+        for watch in watches {
+            if let Target::Watch(watch) = watch {
+                self.rerun(watch);
+            }
+        }
+        let targets: Vec<Function> = callbacks
+            .into_iter()
+            .filter_map(|t| match t {
+                Target::Callback(f) => Some(f),
+                Target::Watch(_) => None,
+            })
             .collect();
         if targets.is_empty() {
             return;
         }
         let ev = Object::new();
-        let tables: Array = event.tables.iter().map(|t| JsValue::from_str(t)).collect();
-        let _ = Reflect::set(&ev, &"tables".into(), &tables);
-        let _ = Reflect::set(&ev, &"seq".into(), &JsValue::from_f64(event.seq as f64));
+        let list: Array = tables.iter().map(|t| JsValue::from_str(t)).collect();
+        let _ = Reflect::set(&ev, &"tables".into(), &list);
+        let _ = Reflect::set(&ev, &"seq".into(), &JsValue::from_f64(seq as f64));
+        if resync {
+            let _ = Reflect::set(&ev, &"resync".into(), &JsValue::TRUE);
+        }
         for callback in targets {
             if let Err(e) = callback.call1(&JsValue::UNDEFINED, &ev) {
                 // One throwing subscriber must not starve the others.
                 web_sys::console::error_2(&"sqlite-tabs: subscriber threw".into(), &e);
             }
         }
+    }
+
+    /// Runs a live query again (once more after the current run if one is
+    /// in flight), calling back only when its rows changed.
+    fn rerun(self: &Rc<Self>, watch: Rc<Watch>) {
+        if watch.running.replace(true) {
+            watch.dirty.set(true);
+            return;
+        }
+        let this = self.clone();
+        spawn_local(async move {
+            loop {
+                watch.dirty.set(false);
+                let result = this
+                    .call(Request::Query {
+                        sql: watch.sql.clone(),
+                        params: watch.params.clone(),
+                        tx: None,
+                    })
+                    .await;
+                if watch.stopped.get() {
+                    break;
+                }
+                match result {
+                    Ok(Reply::Rows(rows)) => {
+                        let changed = watch.last.borrow().as_ref() != Some(&rows);
+                        if changed {
+                            let objects = rows_to_objects(&rows);
+                            *watch.last.borrow_mut() = Some(rows);
+                            if let Err(e) = watch.callback.call1(&JsValue::UNDEFINED, &objects) {
+                                web_sys::console::error_2(
+                                    &"sqlite-tabs: watch callback threw".into(),
+                                    &e,
+                                );
+                            }
+                        }
+                    }
+                    Ok(other) => web_sys::console::error_1(&unexpected(other).to_string().into()),
+                    Err(e) => web_sys::console::error_1(
+                        &format!("sqlite-tabs: live query failed: {e}").into(),
+                    ),
+                }
+                if !watch.dirty.get() {
+                    break;
+                }
+            }
+            watch.running.set(false);
+        });
+    }
+
+    fn set_leader(&self, leader: bool) {
+        if self.is_leader.replace(leader) == leader {
+            return;
+        }
+        let listeners: Vec<Function> = self
+            .leader_listeners
+            .borrow()
+            .iter()
+            .map(|(_, f)| f.clone())
+            .collect();
+        for f in listeners {
+            if let Err(e) = f.call1(&JsValue::UNDEFINED, &JsValue::from_bool(leader)) {
+                web_sys::console::error_2(&"sqlite-tabs: onLeaderChange callback threw".into(), &e);
+            }
+        }
+    }
+
+    /// Queues for the leader lock; when granted, opens the database in this
+    /// tab's worker and tells the router.
+    fn campaign(self: &Rc<Self>) {
+        let weak = Rc::downgrade(self);
+        let lock = format!("sqlite-tabs:{}:leader", self.name);
+        match locks::hold(&lock, move || {
+            if let Some(inner) = weak.upgrade() {
+                spawn_local(async move { inner.lead().await });
+            }
+        }) {
+            Ok(held) => *self.leader_lock.borrow_mut() = Some(held),
+            Err(e) => web_sys::console::error_2(&"sqlite-tabs: Web Locks failed".into(), &e),
+        }
+    }
+
+    async fn lead(self: &Rc<Self>) {
+        if self.closed.get() {
+            self.release_leader_lock();
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        *self.worker_opened.borrow_mut() = Some(tx);
+        let params = OpenParams {
+            name: self.name.clone(),
+            memory_fallback: self.memory_fallback,
+        };
+        let opened = match self.post_worker(&ToWorker::Open(params), None) {
+            Ok(()) => rx.await.unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorCode::WorkerFailed,
+                    "the worker stopped while opening",
+                ))
+            }),
+            Err(e) => Err(e),
+        };
+        match opened {
+            Ok(info) if !self.closed.get() => {
+                self.storage.set(info.storage);
+                self.set_leader(true);
+                self.post_router(&ToRouter::LeaderReady {
+                    client: self.client,
+                    epoch: info.epoch,
+                });
+            }
+            Ok(_) => {}
+            Err(e) => {
+                // Let another tab try; tell whoever waits on open().
+                self.release_leader_lock();
+                if let Some(tx) = self.connected.borrow_mut().take() {
+                    let _ = tx.send(Err(e));
+                } else {
+                    web_sys::console::error_1(
+                        &format!("sqlite-tabs: this tab could not take over the database: {e}")
+                            .into(),
+                    );
+                }
+            }
+        }
+    }
+
+    fn release_leader_lock(&self) {
+        if let Some(held) = self.leader_lock.borrow_mut().take() {
+            held.release();
+        }
+    }
+
+    /// Closes the database in this tab's worker (releasing the files).
+    async fn close_worker_db(&self) {
+        let (tx, rx) = oneshot::channel();
+        *self.worker_closed.borrow_mut() = Some(tx);
+        if self.post_worker(&ToWorker::Close, None).is_ok() {
+            // The timeout covers a worker that is stuck or gone.
+            let _ = select(rx, TimeoutFuture::new(CLOSE_TIMEOUT_MS)).await;
+        }
+    }
+
+    /// Gives up leadership; this tab queues for it again behind the others.
+    async fn step_down(self: &Rc<Self>) {
+        if !self.is_leader.get() || self.closed.get() {
+            return;
+        }
+        self.close_worker_db().await;
+        self.set_leader(false);
+        self.release_leader_lock();
+        self.campaign();
     }
 
     /// Sends a request and waits for its answer or its timeout.
@@ -203,11 +650,14 @@ impl Inner {
             seq,
         };
         let (tx, rx) = oneshot::channel();
-        self.pending.borrow_mut().insert(id, tx);
-        if let Err(e) = self.post(&ToWorker::Request(RequestEnvelope { id, request })) {
-            self.pending.borrow_mut().remove(&id);
-            return Err(e);
-        }
+        self.pending.borrow_mut().insert(
+            id,
+            Pending {
+                request: request.clone(),
+                reply: tx,
+            },
+        );
+        self.send(id, request);
         match select(rx, TimeoutFuture::new(self.timeout_ms)).await {
             Either::Left((Ok(result), _)) => result,
             Either::Left((Err(_canceled), _)) => {
@@ -215,10 +665,15 @@ impl Inner {
             }
             Either::Right(((), _)) => {
                 self.pending.borrow_mut().remove(&id);
+                let waiting = if self.link.borrow().is_none() {
+                    " (no tab owned the database in that time)"
+                } else {
+                    ""
+                };
                 Err(Error::new(
                     ErrorCode::Timeout,
                     format!(
-                        "no answer from the database within {} ms; a write may still be applied",
+                        "no answer within {} ms{waiting}; a write may still be applied",
                         self.timeout_ms
                     ),
                 ))
@@ -226,23 +681,43 @@ impl Inner {
         }
     }
 
+    fn fail_pending(&self, error: &Error) {
+        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        for (_, p) in pending {
+            let _ = p.reply.send(Err(error.clone()));
+        }
+    }
+
     async fn close(self: &Rc<Self>) {
         if self.closed.replace(true) {
             return;
         }
-        let (tx, rx) = oneshot::channel();
-        *self.closed_ack.borrow_mut() = Some(tx);
-        if self.post(&ToWorker::Close).is_ok() {
-            // Waiting lets the worker release its OPFS handles cleanly; the
-            // timeout covers a worker that is stuck or gone.
-            let _ = select(rx, TimeoutFuture::new(CLOSE_TIMEOUT_MS)).await;
+        self.post_router(&ToRouter::Bye {
+            client: self.client,
+        });
+        if self.is_leader.get() {
+            self.close_worker_db().await;
+            self.set_leader(false);
+        }
+        self.release_leader_lock();
+        if let Some(held) = self.tab_lock.borrow_mut().take() {
+            held.release();
         }
         self.worker.terminate();
+        self.router.close();
+        self.changes.close();
+        if let Some(link) = self.link.borrow_mut().take() {
+            link.port.close();
+        }
         self.fail_pending(&Error::new(
             ErrorCode::Closed,
             "the database was closed before the request completed",
         ));
+        if let Some(tx) = self.connected.borrow_mut().take() {
+            let _ = tx.send(Err(Error::new(ErrorCode::Closed, "closed while opening")));
+        }
         self.subscribers.borrow_mut().clear();
+        self.leader_listeners.borrow_mut().clear();
         self.handlers.borrow_mut().clear();
     }
 }
@@ -325,14 +800,19 @@ async fn exec(inner: Rc<Inner>, sql: JsValue, tx: Option<TxId>) -> Result<JsValu
     }
 }
 
-/// Opens a database: spawns the tab's worker from `options.workerUrl`, waits
-/// until it has the database open. Called by `open()` in `index.js`.
+/// Opens a database: spawns the tab's worker, joins the router and the
+/// leader election, and resolves once requests can be served. Called by
+/// `open()` in `index.js`, which supplies the script URLs.
 #[wasm_bindgen(js_name = openDatabase)]
 pub async fn open_database(name: JsValue, options: JsValue) -> Result<Database, JsValue> {
     open_inner(name, options)
         .await
         .map(|inner| Database { inner })
         .map_err(|e| to_js_error(&e))
+}
+
+fn worker_failed(what: String) -> impl FnOnce(JsValue) -> Error {
+    move |e| Error::new(ErrorCode::WorkerFailed, format!("{what}: {e:?}"))
 }
 
 async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error> {
@@ -344,10 +824,11 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
     } else {
         Object::new().into()
     };
-    let worker_url = Reflect::get(&options, &"workerUrl".into())
-        .ok()
-        .and_then(|v| v.as_string())
+    let worker_url = option_str(&options, "workerUrl")
         .ok_or_else(|| Error::bad_request("options.workerUrl must be the URL of db-worker.js"))?;
+    let router_url = option_str(&options, "sharedWorkerUrl").ok_or_else(|| {
+        Error::bad_request("options.sharedWorkerUrl must be the URL of shared-worker.js")
+    })?;
     let timeout_ms = timeout_option(&options, "timeoutMs", DEFAULT_TIMEOUT_MS)?;
     let open_timeout_ms = timeout_option(&options, "openTimeoutMs", DEFAULT_OPEN_TIMEOUT_MS)?;
     let memory_fallback = option_bool(&options, "memoryFallback");
@@ -355,37 +836,54 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
     let worker_options = WorkerOptions::new();
     worker_options.set_type(WorkerType::Module);
     worker_options.set_name(&format!("sqlite-tabs {name}"));
-    let worker = Worker::new_with_options(&worker_url, &worker_options).map_err(|e| {
-        Error::new(
-            ErrorCode::WorkerFailed,
-            format!("could not start the database worker from {worker_url}: {e:?}"),
-        )
-    })?;
+    let worker = Worker::new_with_options(&worker_url, &worker_options).map_err(worker_failed(
+        format!("could not start the database worker from {worker_url}"),
+    ))?;
+    let shared_options = WorkerOptions::new();
+    shared_options.set_type(WorkerType::Module);
+    shared_options.set_name(&format!("sqlite-tabs:{name}"));
+    let shared = SharedWorker::new_with_worker_options(&router_url, &shared_options).map_err(
+        worker_failed(format!("could not start the router from {router_url}")),
+    )?;
+    let changes = BroadcastChannel::new(&format!("sqlite-tabs:{name}:changes"))
+        .map_err(worker_failed("could not open the change channel".into()))?;
 
     let (ready_tx, ready_rx) = oneshot::channel();
-    let (opened_tx, opened_rx) = oneshot::channel();
+    let (connected_tx, connected_rx) = oneshot::channel();
     let inner = Rc::new(Inner {
+        name: name.clone(),
         worker,
+        router: shared.port(),
         client: random_client_id(),
         next_seq: Cell::new(0),
-        pending: RefCell::new(HashMap::new()),
+        pending: RefCell::new(BTreeMap::new()),
+        link: RefCell::new(None),
+        epoch: Cell::new(Epoch(0)),
         timeout_ms,
+        memory_fallback,
         closed: Cell::new(false),
         storage: Cell::new(Storage::Opfs),
-        ready: RefCell::new(Some(ready_tx)),
-        opened: RefCell::new(Some(opened_tx)),
-        closed_ack: RefCell::new(None),
+        is_leader: Cell::new(false),
+        leader_lock: RefCell::new(None),
+        tab_lock: RefCell::new(None),
+        worker_ready: RefCell::new(Some(ready_tx)),
+        worker_opened: RefCell::new(None),
+        worker_closed: RefCell::new(None),
+        connected: RefCell::new(Some(connected_tx)),
         subscribers: RefCell::new(Vec::new()),
-        next_subscriber: Cell::new(1),
-        last_seq: Cell::new(0),
+        leader_listeners: RefCell::new(Vec::new()),
+        next_listener: Cell::new(1),
+        seen: RefCell::new(SeqTracker::default()),
+        catching_up: Cell::new(false),
+        changes,
         handlers: RefCell::new(Vec::new()),
     });
 
-    // Handlers hold a weak reference: the Inner owns them, not the reverse.
+    // Handlers hold weak references: the Inner owns them, not the reverse.
     let weak: Weak<Inner> = Rc::downgrade(&inner);
-    let on_message = Handler::new(move |event: JsValue| {
+    let on_worker = Handler::new(move |event: JsValue| {
         if let (Some(inner), Some(event)) = (weak.upgrade(), event.dyn_ref::<MessageEvent>()) {
-            inner.on_message(event.data());
+            inner.on_worker_message(event.data());
         }
     });
     let weak: Weak<Inner> = Rc::downgrade(&inner);
@@ -400,30 +898,66 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
             inner.on_worker_error(detail);
         }
     });
+    let weak: Weak<Inner> = Rc::downgrade(&inner);
+    let on_router = Handler::new(move |event: JsValue| {
+        if let (Some(inner), Some(event)) = (weak.upgrade(), event.dyn_ref::<MessageEvent>()) {
+            inner.on_router_message(event);
+        }
+    });
+    let weak: Weak<Inner> = Rc::downgrade(&inner);
+    let on_change = Handler::new(move |event: JsValue| {
+        let Some(inner) = weak.upgrade() else { return };
+        let Some(bytes) = event
+            .dyn_ref::<MessageEvent>()
+            .and_then(|e| bytes_of(&e.data()))
+        else {
+            return;
+        };
+        if let Ok(FromWorker::Changed(change)) = decode::<FromWorker>(&bytes) {
+            inner.on_change(change);
+        }
+    });
     inner
         .worker
-        .set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        .set_onmessage(Some(on_worker.as_ref().unchecked_ref()));
     inner
         .worker
         .set_onerror(Some(on_error.as_ref().unchecked_ref()));
-    inner.handlers.borrow_mut().extend([on_message, on_error]);
+    inner
+        .router
+        .set_onmessage(Some(on_router.as_ref().unchecked_ref()));
+    inner
+        .changes
+        .set_onmessage(Some(on_change.as_ref().unchecked_ref()));
+    inner
+        .handlers
+        .borrow_mut()
+        .extend([on_worker, on_error, on_router, on_change]);
 
-    let handshake = async {
+    let joined = async {
         ready_rx.await.map_err(|_| {
             Error::new(ErrorCode::WorkerFailed, "the database worker did not start")
         })?;
-        inner.post(&ToWorker::Open(OpenParams {
-            name: name.clone(),
-            memory_fallback,
-        }))?;
-        opened_rx.await.map_err(|_| {
-            Error::new(
-                ErrorCode::WorkerFailed,
-                "the database worker stopped while opening",
-            )
-        })?
+        // The router watches this lock to learn when the tab dies, so it must
+        // be held before the router hears of the tab.
+        let tab_lock = format!("sqlite-tabs:{name}:tab:{}", inner.client.0);
+        let (granted_tx, granted_rx) = oneshot::channel();
+        let held = locks::hold(&tab_lock, move || {
+            let _ = granted_tx.send(());
+        })
+        .map_err(worker_failed("Web Locks are unavailable".into()))?;
+        *inner.tab_lock.borrow_mut() = Some(held);
+        let _ = granted_rx.await;
+        inner.post_router(&ToRouter::Hello {
+            client: inner.client,
+            tab_lock,
+        });
+        inner.campaign();
+        connected_rx
+            .await
+            .unwrap_or_else(|_| Err(Error::new(ErrorCode::Closed, "closed while opening")))
     };
-    let result = match select(Box::pin(handshake), TimeoutFuture::new(open_timeout_ms)).await {
+    let result = match select(Box::pin(joined), TimeoutFuture::new(open_timeout_ms)).await {
         Either::Left((result, _)) => result,
         Either::Right(((), _)) => Err(Error::new(
             ErrorCode::Timeout,
@@ -431,15 +965,9 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
         )),
     };
     match result {
-        Ok(info) => {
-            inner.storage.set(info.storage);
-            inner.last_seq.set(info.seq);
-            Ok(inner)
-        }
+        Ok(()) => Ok(inner),
         Err(e) => {
-            inner.closed.set(true);
-            inner.worker.terminate();
-            inner.handlers.borrow_mut().clear();
+            inner.close().await;
             Err(e)
         }
     }
@@ -501,6 +1029,26 @@ impl Database {
         })
     }
 
+    /// The tables a statement reads, as SQLite reports them (for live queries).
+    pub fn tables(&self, sql: JsValue) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            js_result(
+                async {
+                    match inner.call(Request::Tables { sql: to_sql(&sql)? }).await? {
+                        Reply::Tables(tables) => Ok(tables
+                            .iter()
+                            .map(|t| JsValue::from_str(t))
+                            .collect::<Array>()
+                            .into()),
+                        other => Err(unexpected(other)),
+                    }
+                }
+                .await,
+            )
+        })
+    }
+
     /// Runs `fn(tx)` inside a transaction: commits when its promise resolves,
     /// rolls back when it rejects (and rejects with the same reason).
     pub fn transaction(&self, f: JsValue) -> Promise {
@@ -516,10 +1064,12 @@ impl Database {
                 Ok(other) => return Err(to_js_error(&unexpected(other))),
                 Err(e) => return Err(to_js_error(&e)),
             };
+            let epoch = inner.epoch.get();
             let active = Rc::new(Cell::new(true));
             let handle = Transaction {
                 inner: inner.clone(),
                 tx,
+                epoch,
                 active: active.clone(),
             };
             let outcome = match f.call1(&JsValue::UNDEFINED, &JsValue::from(handle)) {
@@ -530,12 +1080,19 @@ impl Database {
             match outcome {
                 Ok(value) => match inner.call(Request::Commit { tx }).await {
                     Ok(_) => Ok(value),
+                    // Re-sent to a new leader that has no record of it: the
+                    // transaction died with the old one.
+                    Err(e) if e.code == ErrorCode::BadRequest && inner.epoch.get() != epoch => {
+                        Err(to_js_error(&leader_lost("the transaction was rolled back")))
+                    }
                     Err(e) => Err(to_js_error(&e)),
                 },
                 Err(reason) => {
                     // The caller wants to see why its function failed; a
-                    // failing rollback (e.g. lease already expired) adds nothing.
-                    let _ = inner.call(Request::Rollback { tx }).await;
+                    // failing rollback (e.g. leader gone) adds nothing.
+                    if inner.epoch.get() == epoch {
+                        let _ = inner.call(Request::Rollback { tx }).await;
+                    }
                     Err(reason)
                 }
             }
@@ -567,26 +1124,127 @@ impl Database {
                 "subscribe() takes an array of table names or null",
             )));
         };
-        let id = self.inner.next_subscriber.get();
-        self.inner.next_subscriber.set(id + 1);
+        let id = self.inner.next_listener.get();
+        self.inner.next_listener.set(id + 1);
         self.inner.subscribers.borrow_mut().push(Subscriber {
             id,
             tables,
-            callback,
+            target: Target::Callback(callback),
         });
         Ok(id)
     }
 
-    /// Removes a subscription made by [`Database::subscribe`].
-    pub fn unsubscribe(&self, id: u32) {
-        self.inner.subscribers.borrow_mut().retain(|s| s.id != id);
+    /// A live query: calls `callback(rows)` now and whenever a table the
+    /// statement reads (as SQLite's authorizer reports) changes and the rows
+    /// differ. Returns an id for [`Database::unsubscribe`].
+    pub fn watch(&self, sql: JsValue, params: JsValue, callback: JsValue) -> Result<u32, JsValue> {
+        let bad = |e: Error| to_js_error(&e);
+        let sql = to_sql(&sql).map_err(bad)?;
+        let params = to_params(&params).map_err(bad)?;
+        let callback = callback
+            .dyn_into::<Function>()
+            .map_err(|_| bad(Error::bad_request("watch() needs a callback function")))?;
+        let id = self.inner.next_listener.get();
+        self.inner.next_listener.set(id + 1);
+        let watch = Rc::new(Watch {
+            sql,
+            params,
+            callback,
+            running: Cell::new(false),
+            dirty: Cell::new(false),
+            stopped: Cell::new(false),
+            last: RefCell::new(None),
+        });
+        // Registered at once (matching no table yet) so unsubscribe() works
+        // even before the statement's tables are known.
+        self.inner.subscribers.borrow_mut().push(Subscriber {
+            id,
+            tables: Some(Vec::new()),
+            target: Target::Watch(watch.clone()),
+        });
+        let inner = self.inner.clone();
+        spawn_local(async move {
+            let tables = match inner
+                .call(Request::Tables {
+                    sql: watch.sql.clone(),
+                })
+                .await
+            {
+                Ok(Reply::Tables(tables)) => tables,
+                Ok(other) => {
+                    web_sys::console::error_1(&unexpected(other).to_string().into());
+                    return;
+                }
+                Err(e) => {
+                    web_sys::console::error_1(&format!("sqlite-tabs: watch(): {e}").into());
+                    return;
+                }
+            };
+            if watch.stopped.get() {
+                return;
+            }
+            if let Some(s) = inner
+                .subscribers
+                .borrow_mut()
+                .iter_mut()
+                .find(|s| s.id == id)
+            {
+                s.tables = Some(tables);
+            }
+            inner.rerun(watch);
+        });
+        Ok(id)
     }
 
-    /// Whether this tab owns the database (always true until multi-tab
-    /// coordination is enabled).
+    /// Removes a subscription made by [`Database::subscribe`] or
+    /// [`Database::watch`].
+    pub fn unsubscribe(&self, id: u32) {
+        let mut subscribers = self.inner.subscribers.borrow_mut();
+        for s in subscribers.iter().filter(|s| s.id == id) {
+            if let Target::Watch(w) = &s.target {
+                w.stopped.set(true);
+            }
+        }
+        subscribers.retain(|s| s.id != id);
+    }
+
+    /// Registers `callback(isLeader)`; returns an id for
+    /// [`Database::remove_leader_listener`].
+    #[wasm_bindgen(js_name = addLeaderListener)]
+    pub fn add_leader_listener(&self, callback: JsValue) -> Result<u32, JsValue> {
+        let callback = callback.dyn_into::<Function>().map_err(|_| {
+            to_js_error(&Error::bad_request(
+                "onLeaderChange() needs a callback function",
+            ))
+        })?;
+        let id = self.inner.next_listener.get();
+        self.inner.next_listener.set(id + 1);
+        self.inner
+            .leader_listeners
+            .borrow_mut()
+            .push((id, callback));
+        Ok(id)
+    }
+
+    /// Removes a listener added by [`Database::add_leader_listener`].
+    #[wasm_bindgen(js_name = removeLeaderListener)]
+    pub fn remove_leader_listener(&self, id: u32) {
+        self.inner
+            .leader_listeners
+            .borrow_mut()
+            .retain(|(i, _)| *i != id);
+    }
+
+    /// Whether this tab owns the database now.
     #[wasm_bindgen(getter, js_name = isLeader)]
     pub fn is_leader(&self) -> bool {
-        true
+        self.inner.is_leader.get()
+    }
+
+    /// The leader term this tab is connected to.
+    #[wasm_bindgen(getter)]
+    pub fn epoch(&self) -> f64 {
+        self.inner.epoch.get().0 as f64
     }
 
     /// `"opfs"` or `"memory"` (the opt-in fallback).
@@ -601,11 +1259,22 @@ impl Database {
     /// Sequence number of the last commit this tab heard of.
     #[wasm_bindgen(getter, js_name = lastSeq)]
     pub fn last_seq(&self) -> f64 {
-        self.inner.last_seq.get() as f64
+        self.inner.seen.borrow().latest() as f64
     }
 
-    /// Closes the database: pending requests reject with `CLOSED`, the worker
-    /// releases its files and ends. Safe to call twice.
+    /// Gives up leadership (if this tab leads): another tab takes over and
+    /// this one queues behind it.
+    #[wasm_bindgen(js_name = stepDown)]
+    pub fn step_down(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            inner.step_down().await;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Closes the database in this tab: pending requests reject with
+    /// `CLOSED`; if this tab led, another takes over. Safe to call twice.
     pub fn close(&self) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
@@ -621,18 +1290,21 @@ impl Database {
 pub struct Transaction {
     inner: Rc<Inner>,
     tx: TxId,
+    epoch: Epoch,
     active: Rc<Cell<bool>>,
 }
 
 impl Transaction {
     fn check(&self) -> Result<(), Error> {
-        if self.active.get() {
-            Ok(())
-        } else {
-            Err(Error::bad_request(
+        if !self.active.get() {
+            return Err(Error::bad_request(
                 "this transaction has ended; use the tx object only inside its transaction() callback",
-            ))
+            ));
         }
+        if self.inner.epoch.get() != self.epoch {
+            return Err(leader_lost("the transaction was rolled back"));
+        }
+        Ok(())
     }
 }
 

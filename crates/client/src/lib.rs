@@ -9,6 +9,9 @@
 mod convert;
 #[cfg(target_arch = "wasm32")]
 mod database;
+#[cfg(target_arch = "wasm32")]
+mod locks;
+pub mod seq;
 
 #[cfg(target_arch = "wasm32")]
 pub use database::{open_database, Database, Transaction};

@@ -15,12 +15,15 @@ use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Batch, Connection, OptionalExtension, Statement as SqlStatement, ToSql};
 use sqlite_tabs_protocol::{
-    decode, encode, ChangeEvent, Error, ErrorCode, Reply, Request, RequestId, Rows, RunResult,
-    Statement, TxId, Value,
+    decode, encode, ChangeEvent, Epoch, Error, ErrorCode, Reply, Request, RequestId, Rows,
+    RunResult, Statement, TxId, Value,
 };
 
 /// The engine's own table; user statements never see it in notifications.
 pub const LOG_TABLE: &str = "_sqlite_tabs_log";
+
+/// Engine state that outlives a connection: the leader epoch.
+pub const META_TABLE: &str = "_sqlite_tabs_meta";
 
 /// How many commits the log keeps: enough to answer any write re-sent during
 /// a failover and any tab catching up after a short freeze.
@@ -93,7 +96,7 @@ impl Access {
         let name = |t: &str| {
             // sqlite_master & co. and our own log are bookkeeping, not data
             // anyone subscribes to.
-            (!t.starts_with("sqlite_") && t != LOG_TABLE).then(|| t.to_owned())
+            (!t.starts_with("sqlite_") && t != LOG_TABLE && t != META_TABLE).then(|| t.to_owned())
         };
         let mut write = |t: &str, schema: bool| {
             self.writes.extend(name(t));
@@ -189,6 +192,7 @@ pub struct Engine {
     recorder: SharedRecorder,
     access: HashMap<String, Arc<Access>>,
     seq: u64,
+    epoch: Epoch,
     tx: Option<OpenTx>,
     next_tx: u64,
 }
@@ -315,6 +319,23 @@ impl Engine {
             )"
         ))
         .map_err(sql_error)?;
+        // Each open starts a new leader term. Only the worker that owns the
+        // file can bump it, which makes it a fencing token for the router.
+        conn.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, value INTEGER NOT NULL)"
+        ))
+        .map_err(sql_error)?;
+        let epoch: i64 = conn
+            .query_row(
+                &format!(
+                    "INSERT INTO {META_TABLE} (key, value) VALUES ('epoch', 1)
+                       ON CONFLICT (key) DO UPDATE SET value = value + 1
+                       RETURNING value"
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql_error)?;
         let seq: i64 = conn
             .query_row(
                 &format!("SELECT COALESCE(MAX(seq), 0) FROM {LOG_TABLE}"),
@@ -341,14 +362,22 @@ impl Engine {
             recorder,
             access: HashMap::new(),
             seq: seq as u64,
+            epoch: Epoch(epoch as u64),
             tx: None,
-            next_tx: 1,
+            // Transaction ids carry the epoch so that one begun under an
+            // earlier leader can never name a transaction of this one.
+            next_tx: ((epoch as u64) << 32) | 1,
         })
     }
 
     /// The sequence number of the last commit.
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// The leader term this engine's open started.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
     }
 
     /// The interactive transaction in progress, if any.
@@ -436,6 +465,25 @@ impl Engine {
             Request::Begin => Outcome::reply(self.begin()),
             Request::Commit { tx } => self.commit(id, tx),
             Request::Rollback { tx } => Outcome::reply(self.rollback(tx)),
+            Request::ChangesSince { after } => {
+                let head = self.seq;
+                Outcome::reply(self.changes_since(after).map(|events| match events {
+                    Some(events) => Reply::Changes {
+                        events,
+                        complete: true,
+                        head,
+                    },
+                    None => Reply::Changes {
+                        events: Vec::new(),
+                        complete: false,
+                        head,
+                    },
+                }))
+            }
+            Request::Tables { sql } => Outcome::reply(
+                self.access(&sql)
+                    .map(|a| Reply::Tables(a.reads.iter().cloned().collect())),
+            ),
             Request::Exec { sql, tx: Some(tx) } => Outcome::reply(self.in_tx(tx, |e, w| {
                 e.run_script(&sql, w, &mut |_| Ok(())).map(|()| Reply::Done)
             })),

@@ -20,16 +20,17 @@ pub const DEFAULT_LEASE_MS: f64 = 30_000.0;
 /// What the scheduler wants sent.
 #[derive(Debug, Default, PartialEq)]
 pub struct Output {
-    /// Answers, in the order they were produced.
-    pub replies: Vec<(RequestId, Result<Reply, Error>)>,
-    /// Commits to announce.
+    /// Answers, in the order they were produced, each with the commit it
+    /// made.
+    pub replies: Vec<(RequestId, Result<Reply, Error>, Option<ChangeEvent>)>,
+    /// Commits to announce to every tab.
     pub changes: Vec<ChangeEvent>,
 }
 
 impl Output {
     fn push(&mut self, id: RequestId, outcome: Outcome) {
-        self.replies.push((id, outcome.result));
-        self.changes.extend(outcome.change);
+        self.changes.extend(outcome.change.clone());
+        self.replies.push((id, outcome.result, outcome.change));
     }
 }
 
@@ -122,7 +123,7 @@ impl Scheduler {
     pub fn fail_waiting(&mut self, error: &Error) -> Output {
         let mut out = Output::default();
         for e in self.waiting.drain(..) {
-            out.replies.push((e.id, Err(error.clone())));
+            out.replies.push((e.id, Err(error.clone()), None));
         }
         out
     }

@@ -598,3 +598,53 @@ fn journal_modes_all_work() {
         assert_eq!(n, 1);
     }
 }
+
+#[test]
+fn each_open_is_a_new_epoch_and_transaction_ids_do_not_repeat() {
+    let mut db = Db::new();
+    let first = db.engine.epoch();
+    let tx1 = match db.run(Request::Begin).result {
+        Ok(Reply::Began(tx)) => tx,
+        other => panic!("{other:?}"),
+    };
+    db.run(Request::Rollback { tx: tx1 }).result.unwrap();
+    db.reopen();
+    assert_eq!(db.engine.epoch().0, first.0 + 1);
+    let tx2 = match db.run(Request::Begin).result {
+        Ok(Reply::Began(tx)) => tx,
+        other => panic!("{other:?}"),
+    };
+    assert_ne!(tx1, tx2);
+    // A transaction id of the previous leader is not active here.
+    let o = db.run(Request::Commit { tx: tx1 });
+    assert_eq!(code(&o), "BAD_REQUEST");
+}
+
+#[test]
+fn changes_since_and_tables_are_requests() {
+    let mut db = Db::new();
+    db.exec("CREATE TABLE a(x); CREATE VIEW v AS SELECT x FROM a")
+        .result
+        .unwrap();
+    db.write("INSERT INTO a VALUES (1)", vec![]).result.unwrap();
+    match db.run(Request::ChangesSince { after: 1 }).result {
+        Ok(Reply::Changes {
+            events,
+            complete,
+            head,
+        }) => {
+            assert!(complete);
+            assert_eq!(head, 2);
+            assert_eq!(events.len(), 1);
+            assert_eq!(events[0].tables, vec!["a".to_string()]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        db.run(Request::Tables {
+            sql: "SELECT * FROM v".into()
+        })
+        .result,
+        Ok(Reply::Tables(vec!["a".into(), "v".into()]))
+    );
+}

@@ -4,18 +4,19 @@
 //! modules.
 
 use std::cell::RefCell;
-use std::rc::Rc;
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
 
 use js_sys::{ArrayBuffer, Uint8Array};
 use rusqlite::{Connection, OpenFlags};
 use sqlite_tabs_protocol::{
-    decode, encode, peek_request_id, Error, ErrorCode, FromWorker, OpenInfo, OpenParams,
+    decode, encode, peek_request_id, ClientId, Error, ErrorCode, FromWorker, OpenInfo, OpenParams,
     RequestEnvelope, Storage, ToWorker,
 };
 use sqlite_wasm_vfs::sahpool::{self, OpfsSAHError, OpfsSAHPoolCfgBuilder, OpfsSAHPoolUtil};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
-use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
+use web_sys::{BroadcastChannel, DedicatedWorkerGlobalScope, MessageEvent, MessagePort};
 
 use crate::engine::{sql_error, Engine, EngineOptions};
 use crate::retry::Backoff;
@@ -170,15 +171,29 @@ enum State {
         scheduler: Box<Scheduler>,
         storage: Storage,
         pool: Option<OpfsSAHPoolUtil>,
+        changes: Option<BroadcastChannel>,
     },
-    Closed,
+}
+
+type PortHandler = Closure<dyn FnMut(MessageEvent)>;
+
+/// A client's port (brokered by the router) and the handler reading it.
+struct Attached {
+    port: MessagePort,
+    _handler: PortHandler,
 }
 
 struct Worker {
     scope: DedicatedWorkerGlobalScope,
     state: RefCell<State>,
+    ports: RefCell<HashMap<ClientId, Attached>>,
     timer: RefCell<Option<i32>>,
     on_timer: RefCell<Option<Closure<dyn FnMut()>>>,
+}
+
+/// Name of the BroadcastChannel carrying change events of a database.
+pub fn changes_channel(name: &str) -> String {
+    format!("sqlite-tabs:{name}:changes")
 }
 
 type MessageHandler = Closure<dyn FnMut(MessageEvent)>;
@@ -193,10 +208,7 @@ fn now() -> f64 {
 
 impl Worker {
     fn post(&self, message: &FromWorker) {
-        let bytes = encode(message);
-        let array = Uint8Array::new_with_length(bytes.len() as u32);
-        array.copy_from(&bytes);
-        let buffer = array.buffer();
+        let buffer = to_buffer(message);
         if let Err(e) = self
             .scope
             .post_message_with_transfer(&buffer, &js_sys::Array::of1(&buffer))
@@ -205,14 +217,42 @@ impl Worker {
         }
     }
 
-    fn send(&self, out: Output) {
-        // Announce commits before answering, so a writer's subscribers have
-        // heard of its write by the time its promise resolves.
-        for change in out.changes {
-            self.post(&FromWorker::Changed(change));
+    /// Sends to `client` through its brokered port, or through the worker's
+    /// own port when it has none (its own tab before the router connects).
+    fn post_to(&self, client: ClientId, message: &FromWorker) {
+        if let Some(attached) = self.ports.borrow().get(&client) {
+            let buffer = to_buffer(message);
+            if let Err(e) = attached
+                .port
+                .post_message_with_transferable(&buffer, &js_sys::Array::of1(&buffer))
+            {
+                web_sys::console::error_2(
+                    &"sqlite-tabs worker: port postMessage failed".into(),
+                    &e,
+                );
+            }
+            return;
         }
-        for (id, result) in out.replies {
-            self.post(&FromWorker::Reply { id, result });
+        self.post(message);
+    }
+
+    fn send(&self, out: Output) {
+        if let State::Open {
+            changes: Some(channel),
+            ..
+        } = &*self.state.borrow()
+        {
+            for change in &out.changes {
+                // Structured clone copies the bytes to every tab.
+                let bytes =
+                    Uint8Array::from(encode(&FromWorker::Changed(change.clone())).as_slice());
+                if let Err(e) = channel.post_message(&bytes.buffer()) {
+                    web_sys::console::error_2(&"sqlite-tabs worker: broadcast failed".into(), &e);
+                }
+            }
+        }
+        for (id, result, change) in out.replies {
+            self.post_to(id.client, &FromWorker::Reply { id, result, change });
         }
     }
 
@@ -263,14 +303,85 @@ impl Worker {
             Ok(ToWorker::Open(params)) => self.open(params),
             Ok(ToWorker::Request(envelope)) => self.request(envelope),
             Ok(ToWorker::Close) => self.close(),
-            Err(e) => match peek_request_id(&bytes) {
-                Some(id) => self.post(&FromWorker::Reply {
+            Ok(ToWorker::Attach { client }) => match event.ports().get(0).dyn_into::<MessagePort>()
+            {
+                Ok(port) => self.attach(client, port),
+                Err(_) => self.post(&FromWorker::Rejected(Error::bad_request(
+                    "Attach arrived without its MessagePort",
+                ))),
+            },
+            Ok(ToWorker::Gone { client }) => self.gone(client),
+            Err(e) => self.reject(&bytes, e.into(), None),
+        }
+    }
+
+    /// Answers an undecodable message: to its request id when readable.
+    fn reject(&self, bytes: &[u8], error: Error, client: Option<ClientId>) {
+        match peek_request_id(bytes) {
+            Some(id) => self.post_to(
+                id.client,
+                &FromWorker::Reply {
                     id,
-                    result: Err(e.into()),
-                }),
-                None => self.post(&FromWorker::Rejected(e.into())),
+                    result: Err(error),
+                    change: None,
+                },
+            ),
+            None => match client {
+                Some(client) => self.post_to(client, &FromWorker::Rejected(error)),
+                None => self.post(&FromWorker::Rejected(error)),
             },
         }
+    }
+
+    fn attach(self: &Rc<Self>, client: ClientId, port: MessagePort) {
+        let weak: Weak<Worker> = Rc::downgrade(self);
+        let handler = PortHandler::new(move |event: MessageEvent| {
+            let Some(worker) = weak.upgrade() else { return };
+            let data = event.data();
+            let Some(buffer) = data.dyn_ref::<ArrayBuffer>() else {
+                return;
+            };
+            let bytes = Uint8Array::new(buffer).to_vec();
+            match decode::<ToWorker>(&bytes) {
+                // A port carries requests of the client it was brokered for.
+                Ok(ToWorker::Request(envelope)) if envelope.id.client == client => {
+                    worker.request(envelope)
+                }
+                Ok(_) => worker.post_to(
+                    client,
+                    &FromWorker::Rejected(Error::bad_request(
+                        "only requests of this port's client may be sent on it",
+                    )),
+                ),
+                Err(e) => worker.reject(&bytes, e.into(), Some(client)),
+            }
+        });
+        port.set_onmessage(Some(handler.as_ref().unchecked_ref()));
+        // Replacing an older port drops its handler with it.
+        if let Some(old) = self.ports.borrow_mut().insert(
+            client,
+            Attached {
+                port,
+                _handler: handler,
+            },
+        ) {
+            old.port.close();
+        }
+    }
+
+    fn gone(&self, client: ClientId) {
+        if let Some(old) = self.ports.borrow_mut().remove(&client) {
+            old.port.close();
+        }
+        let (out, deadline) = match &mut *self.state.borrow_mut() {
+            State::Open { scheduler, .. } => (
+                scheduler.client_gone(client, now()),
+                scheduler.next_deadline(),
+            ),
+            _ => return,
+        };
+        self.send(out);
+        self.rearm(deadline);
     }
 
     fn open(self: &Rc<Self>, params: OpenParams) {
@@ -297,11 +408,14 @@ impl Worker {
                     let info = OpenInfo {
                         storage: db.storage,
                         seq: db.engine.seq(),
+                        epoch: db.engine.epoch(),
                     };
+                    let changes = BroadcastChannel::new(&changes_channel(&params.name)).ok();
                     *this.state.borrow_mut() = State::Open {
                         scheduler: Box::new(Scheduler::new(db.engine, DEFAULT_LEASE_MS)),
                         storage: db.storage,
                         pool: db.pool,
+                        changes,
                     };
                     this.post(&FromWorker::Opened(Ok(info)));
                     for envelope in queued {
@@ -311,10 +425,14 @@ impl Worker {
                 Err(e) => {
                     *this.state.borrow_mut() = State::Idle;
                     for envelope in queued {
-                        this.post(&FromWorker::Reply {
-                            id: envelope.id,
-                            result: Err(e.clone()),
-                        });
+                        this.post_to(
+                            envelope.id.client,
+                            &FromWorker::Reply {
+                                id: envelope.id,
+                                result: Err(e.clone()),
+                                change: None,
+                            },
+                        );
                     }
                     this.post(&FromWorker::Opened(Err(e)));
                 }
@@ -333,30 +451,42 @@ impl Worker {
                 self.rearm(deadline);
             }
             State::Opening(queued) => queued.push(envelope),
-            State::Idle | State::Closed => {
+            State::Idle => {
                 drop(state);
-                self.post(&FromWorker::Reply {
-                    id: envelope.id,
-                    result: Err(Error::new(ErrorCode::Closed, "the database is not open")),
-                });
+                // The client re-sends it to whichever tab leads next.
+                self.post_to(
+                    envelope.id.client,
+                    &FromWorker::Reply {
+                        id: envelope.id,
+                        result: Err(Error::new(
+                            ErrorCode::LeaderLost,
+                            "this worker does not own the database (any more)",
+                        )),
+                        change: None,
+                    },
+                );
             }
         }
     }
 
     fn close(&self) {
-        let previous = std::mem::replace(&mut *self.state.borrow_mut(), State::Closed);
+        let previous = std::mem::replace(&mut *self.state.borrow_mut(), State::Idle);
         self.rearm(None);
         if let State::Open {
             mut scheduler,
             storage,
             pool,
+            changes,
         } = previous
         {
             let out = scheduler.fail_waiting(&Error::new(
-                ErrorCode::Closed,
-                "the database was closed before this request ran",
+                ErrorCode::LeaderLost,
+                "the leader gave up the database before this request ran",
             ));
             self.send(out);
+            if let Some(channel) = changes {
+                channel.close();
+            }
             let db = OpenDatabase {
                 engine: scheduler.into_engine(),
                 storage,
@@ -366,8 +496,18 @@ impl Worker {
                 web_sys::console::error_1(&e.to_string().into());
             }
         }
+        for (_, attached) in self.ports.borrow_mut().drain() {
+            attached.port.close();
+        }
         self.post(&FromWorker::Closed);
     }
+}
+
+fn to_buffer(message: &FromWorker) -> ArrayBuffer {
+    let bytes = encode(message);
+    let array = Uint8Array::new_with_length(bytes.len() as u32);
+    array.copy_from(&bytes);
+    array.buffer()
 }
 
 /// Starts the worker: called once by `db-worker.js` after the module loads.
@@ -378,6 +518,7 @@ pub fn start() {
     let worker = Rc::new(Worker {
         scope: scope.clone(),
         state: RefCell::new(State::Idle),
+        ports: RefCell::new(HashMap::new()),
         timer: RefCell::new(None),
         on_timer: RefCell::new(None),
     });

@@ -50,12 +50,14 @@ impl Session {
         let wire = encode(&FromWorker::Reply {
             id,
             result: outcome.result.clone(),
+            change: outcome.change.clone(),
         });
         assert_eq!(
             decode::<FromWorker>(&wire).unwrap(),
             FromWorker::Reply {
                 id,
-                result: outcome.result.clone()
+                result: outcome.result.clone(),
+                change: outcome.change.clone(),
             }
         );
         outcome

@@ -120,6 +120,10 @@ mod tests {
             Request::Begin,
             Request::Commit { tx: TxId(1) },
             Request::Rollback { tx: TxId(u64::MAX) },
+            Request::ChangesSince { after: 17 },
+            Request::Tables {
+                sql: "SELECT * FROM t".into(),
+            },
         ];
         for (n, request) in requests.into_iter().enumerate() {
             roundtrip(ToWorker::Request(RequestEnvelope {
@@ -132,6 +136,39 @@ mod tests {
             memory_fallback: true,
         }));
         roundtrip(ToWorker::Close);
+        roundtrip(ToWorker::Attach {
+            client: ClientId(5),
+        });
+        roundtrip(ToWorker::Gone {
+            client: ClientId(5),
+        });
+        roundtrip(ToRouter::Hello {
+            client: ClientId(1),
+            tab_lock: "sqlite-tabs:app.db:tab:1".into(),
+        });
+        roundtrip(ToRouter::LeaderReady {
+            client: ClientId(1),
+            epoch: Epoch(2),
+        });
+        roundtrip(ToRouter::Bye {
+            client: ClientId(1),
+        });
+        for message in [
+            FromRouter::Connect {
+                epoch: Epoch(2),
+                leader: ClientId(1),
+            },
+            FromRouter::Attach {
+                epoch: Epoch(2),
+                client: ClientId(3),
+            },
+            FromRouter::Gone {
+                client: ClientId(3),
+            },
+            FromRouter::LeaderLost { epoch: Epoch(2) },
+        ] {
+            roundtrip(message);
+        }
     }
 
     #[test]
@@ -148,6 +185,15 @@ mod tests {
             })),
             Ok(Reply::Batch(vec![RunResult::default(); 3])),
             Ok(Reply::Began(TxId(9))),
+            Ok(Reply::Changes {
+                events: vec![ChangeEvent {
+                    seq: 2,
+                    tables: vec!["a".into(), "b".into()],
+                }],
+                complete: true,
+                head: 2,
+            }),
+            Ok(Reply::Tables(vec!["a".into()])),
             Err(Error::new(
                 ErrorCode::Sqlite(2067),
                 "UNIQUE constraint failed",
@@ -155,12 +201,20 @@ mod tests {
             Err(Error::new(ErrorCode::Timeout, "late")),
         ];
         for result in replies {
-            roundtrip(FromWorker::Reply { id: id(1), result });
+            roundtrip(FromWorker::Reply {
+                id: id(1),
+                result,
+                change: Some(ChangeEvent {
+                    seq: 3,
+                    tables: vec!["t".into()],
+                }),
+            });
         }
         roundtrip(FromWorker::Ready);
         roundtrip(FromWorker::Opened(Ok(OpenInfo {
             storage: Storage::Opfs,
             seq: 42,
+            epoch: Epoch(3),
         })));
         roundtrip(FromWorker::Opened(Err(Error::new(
             ErrorCode::OpfsUnavailable,

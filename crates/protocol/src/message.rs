@@ -75,6 +75,18 @@ pub enum Request {
         /// The transaction.
         tx: TxId,
     },
+    /// The commits after sequence number `after`, for a tab that missed
+    /// notifications.
+    ChangesSince {
+        /// The last sequence number the tab has seen.
+        after: u64,
+    },
+    /// The tables a statement reads, as SQLite's authorizer reports them
+    /// (for live queries).
+    Tables {
+        /// Exactly one statement.
+        sql: String,
+    },
 }
 
 impl Request {
@@ -83,7 +95,10 @@ impl Request {
         match self {
             Request::Exec { tx, .. } | Request::Query { tx, .. } | Request::Run { tx, .. } => *tx,
             Request::Commit { tx } | Request::Rollback { tx } => Some(*tx),
-            Request::Batch { .. } | Request::Begin => None,
+            Request::Batch { .. }
+            | Request::Begin
+            | Request::ChangesSince { .. }
+            | Request::Tables { .. } => None,
         }
     }
 }
@@ -144,6 +159,18 @@ pub enum Reply {
     Batch(Vec<RunResult>),
     /// `Begin` started this transaction.
     Began(TxId),
+    /// `ChangesSince`: the commits, oldest first; `complete` is false when
+    /// the log no longer reaches back that far (the tab must refresh all).
+    Changes {
+        /// The commits found.
+        events: Vec<ChangeEvent>,
+        /// Whether nothing is missing between `after` and the first event.
+        complete: bool,
+        /// The sequence number of the last commit.
+        head: u64,
+    },
+    /// `Tables`: the tables the statement reads.
+    Tables(Vec<String>),
 }
 
 /// Where the database lives.
@@ -171,6 +198,8 @@ pub struct OpenInfo {
     pub storage: Storage,
     /// The last commit sequence number at open time.
     pub seq: u64,
+    /// The leader term this open starts (one more than the previous open).
+    pub epoch: Epoch,
 }
 
 /// Tables changed by one commit.
@@ -190,8 +219,19 @@ pub enum ToWorker {
     /// Execute a request.
     Request(RequestEnvelope),
     /// Close the database and release its files; answered by
-    /// [`FromWorker::Closed`].
+    /// [`FromWorker::Closed`]. The worker can open again afterwards.
     Close,
+    /// The `MessagePort` attached to this message carries requests of
+    /// `client` (brokered by the router).
+    Attach {
+        /// The client at the other end.
+        client: ClientId,
+    },
+    /// `client` is gone: roll back its transaction, drop its waiting requests.
+    Gone {
+        /// The departed client.
+        client: ClientId,
+    },
 }
 
 /// Messages from a database worker.
@@ -207,6 +247,9 @@ pub enum FromWorker {
         id: RequestId,
         /// Its outcome.
         result: Result<Reply, Error>,
+        /// The commit the request made, so the writer hears of it before
+        /// its promise resolves (other tabs hear it by broadcast).
+        change: Option<ChangeEvent>,
     },
     /// A commit happened.
     Changed(ChangeEvent),

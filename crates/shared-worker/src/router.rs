@@ -1,0 +1,184 @@
+//! The wasm glue of the router: ports in, actions of the registry out.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+
+use js_sys::{Array, ArrayBuffer, Function, Uint8Array};
+use sqlite_tabs_protocol::{decode, encode, ClientId, FromRouter, ToRouter};
+use wasm_bindgen::prelude::*;
+use web_sys::{MessageChannel, MessageEvent, MessagePort, SharedWorkerGlobalScope};
+
+use crate::registry::{Action, Registry};
+
+#[wasm_bindgen]
+extern "C" {
+    /// `navigator.locks.request(name, callback)`.
+    #[wasm_bindgen(js_namespace = ["navigator", "locks"], js_name = request)]
+    fn request_lock(name: &str, callback: &Function) -> js_sys::Promise;
+}
+
+type Handler = Closure<dyn FnMut(MessageEvent)>;
+
+struct Tab {
+    port: MessagePort,
+    _handler: Handler,
+}
+
+#[derive(Default)]
+struct Router {
+    registry: RefCell<Registry>,
+    tabs: RefCell<HashMap<ClientId, Tab>>,
+    // Ports that connected but have not said Hello yet.
+    unnamed: RefCell<Vec<(MessagePort, Handler)>>,
+}
+
+fn post(port: &MessagePort, message: &FromRouter, extra: Option<&MessagePort>) {
+    let bytes = encode(message);
+    let array = Uint8Array::new_with_length(bytes.len() as u32);
+    array.copy_from(&bytes);
+    let buffer = array.buffer();
+    let transfer = Array::of1(&buffer);
+    if let Some(p) = extra {
+        transfer.push(p);
+    }
+    if let Err(e) = port.post_message_with_transferable(&buffer, &transfer) {
+        web_sys::console::error_2(&"sqlite-tabs router: postMessage failed".into(), &e);
+    }
+}
+
+impl Router {
+    fn on_message(self: &Rc<Self>, port: &MessagePort, data: JsValue) {
+        let Some(buffer) = data.dyn_ref::<ArrayBuffer>() else {
+            return;
+        };
+        let message = match decode::<ToRouter>(&Uint8Array::new(buffer).to_vec()) {
+            Ok(m) => m,
+            Err(e) => {
+                web_sys::console::warn_1(&format!("sqlite-tabs router: {e}").into());
+                return;
+            }
+        };
+        let actions = match message {
+            ToRouter::Hello { client, tab_lock } => {
+                self.name_port(client, port);
+                self.registry.borrow_mut().hello(client, tab_lock)
+            }
+            ToRouter::LeaderReady { client, epoch } => {
+                self.registry.borrow_mut().leader_ready(client, epoch)
+            }
+            ToRouter::Bye { client } => self.forget(client),
+        };
+        self.run(actions);
+    }
+
+    /// Moves a port from the unnamed list to its client.
+    fn name_port(&self, client: ClientId, port: &MessagePort) {
+        let mut unnamed = self.unnamed.borrow_mut();
+        if let Some(i) = unnamed.iter().position(|(p, _)| p == port) {
+            let (port, handler) = unnamed.swap_remove(i);
+            self.tabs.borrow_mut().insert(
+                client,
+                Tab {
+                    port,
+                    _handler: handler,
+                },
+            );
+        }
+    }
+
+    fn forget(&self, client: ClientId) -> Vec<Action> {
+        if let Some(tab) = self.tabs.borrow_mut().remove(&client) {
+            tab.port.close();
+        }
+        self.registry.borrow_mut().gone(client)
+    }
+
+    fn run(self: &Rc<Self>, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::WatchTab { client, tab_lock } => {
+                    let weak: Weak<Router> = Rc::downgrade(self);
+                    // Granted only once the tab has died and its lock is free;
+                    // returning at once releases it again.
+                    let callback = Closure::once_into_js(move |_lock: JsValue| {
+                        if let Some(router) = weak.upgrade() {
+                            let actions = router.forget(client);
+                            router.run(actions);
+                        }
+                    });
+                    let _ = request_lock(&tab_lock, callback.unchecked_ref());
+                }
+                Action::Broker {
+                    epoch,
+                    leader,
+                    client,
+                } => {
+                    let tabs = self.tabs.borrow();
+                    let (Some(leader_tab), Some(client_tab)) =
+                        (tabs.get(&leader), tabs.get(&client))
+                    else {
+                        continue;
+                    };
+                    let Ok(channel) = MessageChannel::new() else {
+                        continue;
+                    };
+                    post(
+                        &leader_tab.port,
+                        &FromRouter::Attach { epoch, client },
+                        Some(&channel.port2()),
+                    );
+                    post(
+                        &client_tab.port,
+                        &FromRouter::Connect { epoch, leader },
+                        Some(&channel.port1()),
+                    );
+                }
+                Action::Send { to, message } => {
+                    if let Some(tab) = self.tabs.borrow().get(&to) {
+                        post(&tab.port, &message, None);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_connect(self: &Rc<Self>, port: MessagePort) {
+        let weak: Weak<Router> = Rc::downgrade(self);
+        let reply_port = port.clone();
+        let handler = Handler::new(move |event: MessageEvent| {
+            if let Some(router) = weak.upgrade() {
+                router.on_message(&reply_port, event.data());
+            }
+        });
+        port.set_onmessage(Some(handler.as_ref().unchecked_ref()));
+        self.unnamed.borrow_mut().push((port, handler));
+    }
+}
+
+thread_local! {
+    static CONNECT: RefCell<Option<Handler>> = const { RefCell::new(None) };
+}
+
+/// Entry point called once by `shared-worker.js` after the module loads,
+/// with the `connect` events that arrived while it was loading.
+#[wasm_bindgen]
+pub fn start(early: Array) {
+    let scope: SharedWorkerGlobalScope = js_sys::global().unchecked_into();
+    let router = Rc::new(Router::default());
+    for event in early.iter() {
+        if let Some(event) = event.dyn_ref::<MessageEvent>() {
+            if let Ok(port) = event.ports().get(0).dyn_into::<MessagePort>() {
+                router.on_connect(port);
+            }
+        }
+    }
+    let on_connect = Handler::new(move |event: MessageEvent| {
+        if let Ok(port) = event.ports().get(0).dyn_into::<MessagePort>() {
+            router.on_connect(port);
+        }
+    });
+    scope.set_onconnect(Some(on_connect.as_ref().unchecked_ref()));
+    // Lives as long as the SharedWorker.
+    CONNECT.with(|c| *c.borrow_mut() = Some(on_connect));
+}
