@@ -1,14 +1,21 @@
-// Several tabs (pages of one browser context) sharing one database.
+// Several tabs (pages of one browser context) sharing one database, with the
+// SharedWorker router and in the fallback mode for browsers without
+// SharedWorker (Chrome for Android), where tabs reach the leader's worker over
+// BroadcastChannel.
 import { test, expect } from '@playwright/test';
 import { forwardPageErrors, openDemo, uniqueMarker } from './helpers.js';
 
 /** Opens `n` demo tabs in `context`, one after another, each with its database open. */
-async function openTabs(context, n) {
+async function openTabs(context, n, withSharedWorker) {
   const tabs = [];
   for (let i = 0; i < n; i++) {
     const page = await context.newPage();
     forwardPageErrors(page, `tab ${i}`);
     await openDemo(page);
+    // Proves which mode ran.
+    expect(await page.evaluate(() => typeof SharedWorker)).toBe(
+      withSharedWorker ? 'function' : 'undefined',
+    );
     tabs.push(page);
   }
   return tabs;
@@ -17,59 +24,71 @@ async function openTabs(context, n) {
 /** `db.isLeader` of every tab. */
 const leaderFlags = (tabs) => Promise.all(tabs.map((p) => p.evaluate(() => window.db.isLeader)));
 
-test('a write in one tab is seen by the other, and the demo list updates live', async ({
-  context,
-}) => {
-  const [a, b] = await openTabs(context, 2);
-  const text = `from tab A ${uniqueMarker('tabs')}`;
+for (const withSharedWorker of [true, false]) {
+  test.describe(withSharedWorker ? 'with the SharedWorker router' : 'without SharedWorker', () => {
+    if (!withSharedWorker) {
+      test.beforeEach(async ({ context }) => {
+        await context.addInitScript(() => {
+          delete globalThis.SharedWorker;
+        });
+      });
+    }
 
-  await a.getByTestId('new-item').fill(text);
-  await a.getByTestId('add-item').click();
-  await expect(a.getByTestId('item').filter({ hasText: text })).toHaveCount(1);
+    test('a write in one tab is seen by the other, and the demo list updates live', async ({
+      context,
+    }) => {
+      const [a, b] = await openTabs(context, 2, withSharedWorker);
+      const text = `from tab A ${uniqueMarker('tabs')}`;
 
-  // Tab B re-reads on the change notification, without a reload.
-  await expect(b.getByTestId('item').filter({ hasText: text })).toHaveCount(1);
-  const seen = await b.evaluate(
-    (text) => window.db.query('SELECT count(*) AS n FROM items WHERE text = ?', [text]),
-    text,
-  );
-  expect(seen).toEqual([{ n: 1 }]);
-});
+      await a.getByTestId('new-item').fill(text);
+      await a.getByTestId('add-item').click();
+      await expect(a.getByTestId('item').filter({ hasText: text })).toHaveCount(1);
 
-test('exactly one tab leads; when it closes another takes over with the data', async ({
-  context,
-}) => {
-  const tabs = await openTabs(context, 3);
-  const flags = await leaderFlags(tabs);
-  expect(flags.filter(Boolean)).toHaveLength(1);
-  const leader = flags.indexOf(true);
-  const followers = tabs.filter((_, i) => i !== leader);
+      // Tab B re-reads on the change notification, without a reload.
+      await expect(b.getByTestId('item').filter({ hasText: text })).toHaveCount(1);
+      const seen = await b.evaluate(
+        (text) => window.db.query('SELECT count(*) AS n FROM items WHERE text = ?', [text]),
+        text,
+      );
+      expect(seen).toEqual([{ n: 1 }]);
+    });
 
-  // A follower writes (through the leader's worker).
-  const marker = uniqueMarker('failover');
-  await followers[0].evaluate(async (marker) => {
-    await window.db.exec(
-      'CREATE TABLE IF NOT EXISTS e2e_tabs (id INTEGER PRIMARY KEY, marker TEXT NOT NULL, v TEXT)',
-    );
-    await window.db.run('INSERT INTO e2e_tabs (marker, v) VALUES (?, ?)', [marker, 'before']);
-  }, marker);
+    test('exactly one tab leads; when it closes another takes over with the data', async ({
+      context,
+    }) => {
+      const tabs = await openTabs(context, 3, withSharedWorker);
+      const flags = await leaderFlags(tabs);
+      expect(flags.filter(Boolean)).toHaveLength(1);
+      const leader = flags.indexOf(true);
+      const followers = tabs.filter((_, i) => i !== leader);
 
-  // The leader's tab goes away; one of the others must take over.
-  await tabs[leader].close();
-  await expect
-    .poll(async () => (await leaderFlags(followers)).filter(Boolean).length, { timeout: 20_000 })
-    .toBe(1);
+      // A follower writes (through the leader's worker).
+      const marker = uniqueMarker('failover');
+      await followers[0].evaluate(async (marker) => {
+        await window.db.exec(
+          'CREATE TABLE IF NOT EXISTS e2e_tabs (id INTEGER PRIMARY KEY, marker TEXT NOT NULL, v TEXT)',
+        );
+        await window.db.run('INSERT INTO e2e_tabs (marker, v) VALUES (?, ?)', [marker, 'before']);
+      }, marker);
 
-  // Both remaining tabs read what was written before and can write again.
-  await followers[1].evaluate(
-    (marker) => window.db.run('INSERT INTO e2e_tabs (marker, v) VALUES (?, ?)', [marker, 'after']),
-    marker,
-  );
-  for (const tab of followers) {
-    const rows = await tab.evaluate(
-      (marker) => window.db.query('SELECT v FROM e2e_tabs WHERE marker = ? ORDER BY id', [marker]),
-      marker,
-    );
-    expect(rows).toEqual([{ v: 'before' }, { v: 'after' }]);
-  }
-});
+      // The leader's tab goes away; one of the others must take over.
+      await tabs[leader].close();
+      await expect
+        .poll(async () => (await leaderFlags(followers)).filter(Boolean).length, { timeout: 20_000 })
+        .toBe(1);
+
+      // Both remaining tabs read what was written before and can write again.
+      await followers[1].evaluate(
+        (marker) => window.db.run('INSERT INTO e2e_tabs (marker, v) VALUES (?, ?)', [marker, 'after']),
+        marker,
+      );
+      for (const tab of followers) {
+        const rows = await tab.evaluate(
+          (marker) => window.db.query('SELECT v FROM e2e_tabs WHERE marker = ? ORDER BY id', [marker]),
+          marker,
+        );
+        expect(rows).toEqual([{ v: 'before' }, { v: 'after' }]);
+      }
+    });
+  });
+}

@@ -73,7 +73,10 @@ struct Link {
 struct Inner {
     name: String,
     worker: Worker,
-    router: MessagePort,
+    /// The SharedWorker router's port; `None` in fallback mode.
+    router: Option<MessagePort>,
+    /// Fallback mode (no SharedWorker): requests and replies on channels.
+    fallback: Option<(BroadcastChannel, BroadcastChannel)>,
     client: ClientId,
     next_seq: Cell<u64>,
     // Ordered by id, so re-sent requests keep their order.
@@ -194,8 +197,26 @@ impl Inner {
     }
 
     fn post_router(&self, message: &ToRouter) {
-        if let Err(e) = send_to_port(&self.router, &encode(message), None) {
+        let Some(router) = &self.router else { return };
+        if let Err(e) = send_to_port(router, &encode(message), None) {
             web_sys::console::error_1(&format!("sqlite-tabs: {e}").into());
+        }
+    }
+
+    /// Fallback mode: the leader's worker answers on the replies channel.
+    fn on_fallback_message(self: &Rc<Self>, data: JsValue) {
+        let Some(bytes) = bytes_of(&data) else { return };
+        match decode::<FromWorker>(&bytes) {
+            Ok(FromWorker::Reply { id, result, change }) if id.client == self.client => {
+                if let Some(change) = change {
+                    self.on_change(change);
+                }
+                self.on_reply(id, result);
+            }
+            Ok(FromWorker::Leader { epoch }) if epoch > self.epoch.get() => {
+                self.new_epoch(epoch);
+            }
+            _ => {}
         }
     }
 
@@ -239,6 +260,8 @@ impl Inner {
                     &format!("sqlite-tabs: a worker rejected a message: {e}").into(),
                 );
             }
+            // Only sent on the fallback channel.
+            FromWorker::Leader { .. } => {}
         }
     }
 
@@ -315,8 +338,6 @@ impl Inner {
             port.close();
             return;
         }
-        let new_leader = epoch > self.epoch.get();
-        self.epoch.set(epoch);
         let weak = Rc::downgrade(self);
         let handler = Handler::new(move |event: JsValue| {
             if let (Some(inner), Some(event)) = (weak.upgrade(), event.dyn_ref::<MessageEvent>()) {
@@ -331,6 +352,13 @@ impl Inner {
         }) {
             old.port.close();
         }
+        self.new_epoch(epoch);
+    }
+
+    /// Requests can reach the leader of `epoch`: send what is pending.
+    fn new_epoch(self: &Rc<Self>, epoch: Epoch) {
+        let new_leader = epoch > self.epoch.get();
+        self.epoch.set(epoch);
         if new_leader {
             self.fail_lost_transactions();
         }
@@ -383,6 +411,13 @@ impl Inner {
     }
 
     fn send(&self, id: RequestId, request: Request) {
+        if let Some((requests, _)) = &self.fallback {
+            let bytes = encode(&ToWorker::Request(RequestEnvelope { id, request }));
+            if let Err(e) = requests.post_message(&buffer_of(&bytes)) {
+                web_sys::console::warn_1(&e);
+            }
+            return;
+        }
         let link = self.link.borrow();
         let Some(link) = link.as_ref() else {
             // Sent when a leader connects.
@@ -704,7 +739,13 @@ impl Inner {
             held.release();
         }
         self.worker.terminate();
-        self.router.close();
+        if let Some(router) = &self.router {
+            router.close();
+        }
+        if let Some((requests, replies)) = &self.fallback {
+            requests.close();
+            replies.close();
+        }
         self.changes.close();
         if let Some(link) = self.link.borrow_mut().take() {
             link.port.close();
@@ -826,9 +867,12 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
     };
     let worker_url = option_str(&options, "workerUrl")
         .ok_or_else(|| Error::bad_request("options.workerUrl must be the URL of db-worker.js"))?;
-    let router_url = option_str(&options, "sharedWorkerUrl").ok_or_else(|| {
-        Error::bad_request("options.sharedWorkerUrl must be the URL of shared-worker.js")
-    })?;
+    // Chrome for Android has no SharedWorker: tabs then reach the leader's
+    // worker over BroadcastChannel.
+    let has_shared_worker = Reflect::get(&js_sys::global(), &"SharedWorker".into())
+        .map(|v| v.is_function())
+        .unwrap_or(false);
+    let router_url = option_str(&options, "sharedWorkerUrl").filter(|_| has_shared_worker);
     let timeout_ms = timeout_option(&options, "timeoutMs", DEFAULT_TIMEOUT_MS)?;
     let open_timeout_ms = timeout_option(&options, "openTimeoutMs", DEFAULT_OPEN_TIMEOUT_MS)?;
     let memory_fallback = option_bool(&options, "memoryFallback");
@@ -839,12 +883,27 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
     let worker = Worker::new_with_options(&worker_url, &worker_options).map_err(worker_failed(
         format!("could not start the database worker from {worker_url}"),
     ))?;
-    let shared_options = WorkerOptions::new();
-    shared_options.set_type(WorkerType::Module);
-    shared_options.set_name(&format!("sqlite-tabs:{name}"));
-    let shared = SharedWorker::new_with_worker_options(&router_url, &shared_options).map_err(
-        worker_failed(format!("could not start the router from {router_url}")),
-    )?;
+    let router = match &router_url {
+        Some(url) => {
+            let shared_options = WorkerOptions::new();
+            shared_options.set_type(WorkerType::Module);
+            shared_options.set_name(&format!("sqlite-tabs:{name}"));
+            let shared = SharedWorker::new_with_worker_options(url, &shared_options).map_err(
+                worker_failed(format!("could not start the router from {url}")),
+            )?;
+            Some(shared.port())
+        }
+        None => None,
+    };
+    let fallback = match router {
+        Some(_) => None,
+        None => Some((
+            BroadcastChannel::new(&format!("sqlite-tabs:{name}:requests"))
+                .map_err(worker_failed("could not open the request channel".into()))?,
+            BroadcastChannel::new(&format!("sqlite-tabs:{name}:replies"))
+                .map_err(worker_failed("could not open the reply channel".into()))?,
+        )),
+    };
     let changes = BroadcastChannel::new(&format!("sqlite-tabs:{name}:changes"))
         .map_err(worker_failed("could not open the change channel".into()))?;
 
@@ -853,7 +912,8 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
     let inner = Rc::new(Inner {
         name: name.clone(),
         worker,
-        router: shared.port(),
+        router,
+        fallback,
         client: random_client_id(),
         next_seq: Cell::new(0),
         pending: RefCell::new(BTreeMap::new()),
@@ -923,16 +983,25 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
     inner
         .worker
         .set_onerror(Some(on_error.as_ref().unchecked_ref()));
-    inner
-        .router
-        .set_onmessage(Some(on_router.as_ref().unchecked_ref()));
+    if let Some(router) = &inner.router {
+        router.set_onmessage(Some(on_router.as_ref().unchecked_ref()));
+    }
+    let weak: Weak<Inner> = Rc::downgrade(&inner);
+    let on_fallback = Handler::new(move |event: JsValue| {
+        if let (Some(inner), Some(event)) = (weak.upgrade(), event.dyn_ref::<MessageEvent>()) {
+            inner.on_fallback_message(event.data());
+        }
+    });
+    if let Some((_, replies)) = &inner.fallback {
+        replies.set_onmessage(Some(on_fallback.as_ref().unchecked_ref()));
+    }
     inner
         .changes
         .set_onmessage(Some(on_change.as_ref().unchecked_ref()));
     inner
         .handlers
         .borrow_mut()
-        .extend([on_worker, on_error, on_router, on_change]);
+        .extend([on_worker, on_error, on_router, on_change, on_fallback]);
 
     let joined = async {
         ready_rx.await.map_err(|_| {
@@ -953,6 +1022,14 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
             tab_lock,
         });
         inner.campaign();
+        if inner.fallback.is_some() {
+            // Makes a live leader announce itself to this tab (it answers
+            // the first request of every tab it hears from).
+            let probe = inner.clone();
+            spawn_local(async move {
+                let _ = probe.call(Request::ChangesSince { after: u64::MAX }).await;
+            });
+        }
         connected_rx
             .await
             .unwrap_or_else(|_| Err(Error::new(ErrorCode::Closed, "closed while opening")))

@@ -4,14 +4,14 @@
 //! modules.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::{Rc, Weak};
 
 use js_sys::{ArrayBuffer, Uint8Array};
 use rusqlite::{Connection, OpenFlags};
 use sqlite_tabs_protocol::{
-    decode, encode, peek_request_id, ClientId, Error, ErrorCode, FromWorker, OpenInfo, OpenParams,
-    RequestEnvelope, Storage, ToWorker,
+    decode, encode, peek_request_id, ClientId, Epoch, Error, ErrorCode, FromWorker, OpenInfo,
+    OpenParams, RequestEnvelope, Storage, ToWorker,
 };
 use sqlite_wasm_vfs::sahpool::{self, OpfsSAHError, OpfsSAHPoolCfgBuilder, OpfsSAHPoolUtil};
 use wasm_bindgen::prelude::*;
@@ -183,10 +183,38 @@ struct Attached {
     _handler: PortHandler,
 }
 
+/// Serving tabs without a SharedWorker (e.g. Chrome for Android): requests
+/// arrive on one BroadcastChannel, answers leave on another.
+struct Fallback {
+    epoch: Epoch,
+    requests: BroadcastChannel,
+    replies: BroadcastChannel,
+    clients: RefCell<HashSet<ClientId>>,
+    _handler: PortHandler,
+}
+
+impl Drop for Fallback {
+    fn drop(&mut self) {
+        self.requests.close();
+        self.replies.close();
+    }
+}
+
+/// Name of the fallback request channel of a database.
+pub fn requests_channel(name: &str) -> String {
+    format!("sqlite-tabs:{name}:requests")
+}
+
+/// Name of the fallback reply channel of a database.
+pub fn replies_channel(name: &str) -> String {
+    format!("sqlite-tabs:{name}:replies")
+}
+
 struct Worker {
     scope: DedicatedWorkerGlobalScope,
     state: RefCell<State>,
     ports: RefCell<HashMap<ClientId, Attached>>,
+    fallback: RefCell<Option<Fallback>>,
     timer: RefCell<Option<i32>>,
     on_timer: RefCell<Option<Closure<dyn FnMut()>>>,
 }
@@ -233,7 +261,71 @@ impl Worker {
             }
             return;
         }
+        if let Some(fallback) = &*self.fallback.borrow() {
+            if fallback.clients.borrow().contains(&client) {
+                let bytes = Uint8Array::from(encode(message).as_slice());
+                if let Err(e) = fallback.replies.post_message(&bytes.buffer()) {
+                    web_sys::console::error_2(
+                        &"sqlite-tabs worker: reply broadcast failed".into(),
+                        &e,
+                    );
+                }
+                return;
+            }
+        }
         self.post(message);
+    }
+
+    /// Listens for requests of tabs that have no router.
+    fn serve_fallback(self: &Rc<Self>, name: &str, epoch: Epoch) {
+        let (Ok(requests), Ok(replies)) = (
+            BroadcastChannel::new(&requests_channel(name)),
+            BroadcastChannel::new(&replies_channel(name)),
+        ) else {
+            return;
+        };
+        let weak: Weak<Worker> = Rc::downgrade(self);
+        let handler = PortHandler::new(move |event: MessageEvent| {
+            let Some(worker) = weak.upgrade() else { return };
+            let data = event.data();
+            let Some(buffer) = data.dyn_ref::<ArrayBuffer>() else {
+                return;
+            };
+            let bytes = Uint8Array::new(buffer).to_vec();
+            let Ok(ToWorker::Request(envelope)) = decode::<ToWorker>(&bytes) else {
+                return;
+            };
+            let announce = match &*worker.fallback.borrow() {
+                Some(f) => f
+                    .clients
+                    .borrow_mut()
+                    .insert(envelope.id.client)
+                    .then_some(f.epoch),
+                None => return,
+            };
+            // A tab heard from for the first time learns who leads before
+            // its first answer.
+            if let Some(epoch) = announce {
+                worker.announce(epoch);
+            }
+            worker.request(envelope);
+        });
+        requests.set_onmessage(Some(handler.as_ref().unchecked_ref()));
+        *self.fallback.borrow_mut() = Some(Fallback {
+            epoch,
+            requests,
+            replies,
+            clients: RefCell::new(HashSet::new()),
+            _handler: handler,
+        });
+        self.announce(epoch);
+    }
+
+    fn announce(&self, epoch: Epoch) {
+        if let Some(f) = &*self.fallback.borrow() {
+            let bytes = Uint8Array::from(encode(&FromWorker::Leader { epoch }).as_slice());
+            let _ = f.replies.post_message(&bytes.buffer());
+        }
     }
 
     fn send(&self, out: Output) {
@@ -417,6 +509,7 @@ impl Worker {
                         pool: db.pool,
                         changes,
                     };
+                    this.serve_fallback(&params.name, info.epoch);
                     this.post(&FromWorker::Opened(Ok(info)));
                     for envelope in queued {
                         this.request(envelope);
@@ -472,6 +565,7 @@ impl Worker {
     fn close(&self) {
         let previous = std::mem::replace(&mut *self.state.borrow_mut(), State::Idle);
         self.rearm(None);
+        self.fallback.borrow_mut().take();
         if let State::Open {
             mut scheduler,
             storage,
@@ -519,6 +613,7 @@ pub fn start() {
         scope: scope.clone(),
         state: RefCell::new(State::Idle),
         ports: RefCell::new(HashMap::new()),
+        fallback: RefCell::new(None),
         timer: RefCell::new(None),
         on_timer: RefCell::new(None),
     });

@@ -225,6 +225,7 @@ mod tests {
             tables: vec!["items".into()],
         }));
         roundtrip(FromWorker::Closed);
+        roundtrip(FromWorker::Leader { epoch: Epoch(9) });
     }
 
     #[test]

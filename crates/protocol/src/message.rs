@@ -257,6 +257,12 @@ pub enum FromWorker {
     Closed,
     /// A message could not be understood and carried no readable request id.
     Rejected(Error),
+    /// On the fallback channel (no SharedWorker): this worker now serves
+    /// requests for `epoch`; re-send what is pending.
+    Leader {
+        /// The leader term.
+        epoch: Epoch,
+    },
 }
 
 /// Which leader term a message belongs to. Grows by one each time a tab
