@@ -10,6 +10,7 @@ const addButton = $('add-item');
 const errorEl = $('error');
 const list = $('items');
 const emptyEl = $('empty');
+const stepDownButton = $('step-down');
 
 /** Shows `text` in the status line; `state` is "opening", "open" or "error". */
 function setStatus(text, state) {
@@ -32,13 +33,20 @@ function showError(err) {
 let db = null;
 let generation = 0;
 
+const LIST_SQL = 'SELECT id, text, created_at FROM items ORDER BY id';
+
+/** Renders the list. */
+function render(rows) {
+  list.replaceChildren(...rows.map(renderItem));
+  emptyEl.hidden = rows.length > 0;
+}
+
 /** Re-reads the list and renders it; an older read never overwrites a newer one. */
 async function refresh() {
   const mine = ++generation;
-  const rows = await db.query('SELECT id, text, created_at FROM items ORDER BY id');
+  const rows = await db.query(LIST_SQL);
   if (mine !== generation) return;
-  list.replaceChildren(...rows.map(renderItem));
-  emptyEl.hidden = rows.length > 0;
+  render(rows);
 }
 
 /** One list row: text, time and a delete button. */
@@ -87,9 +95,11 @@ async function act(control, write) {
 function showRole(isLeader) {
   leaderEl.hidden = false;
   leaderEl.dataset.leader = String(isLeader);
+  leaderEl.dataset.epoch = String(db.epoch);
   leaderEl.textContent = isLeader
-    ? 'This tab is the leader: SQLite runs in its worker.'
-    : 'This tab is a follower: another tab runs SQLite.';
+    ? `This tab is the leader (epoch ${db.epoch}): SQLite runs in its worker.`
+    : `This tab is a follower (epoch ${db.epoch}): another tab runs SQLite.`;
+  stepDownButton.disabled = !isLeader;
 }
 
 form.addEventListener('submit', (event) => {
@@ -117,22 +127,20 @@ async function main() {
   window.db = db;
   setStatus(db.storage ? `open (${db.storage})` : 'open', 'open');
 
-  if (typeof db.isLeader === 'boolean') showRole(db.isLeader);
-  if (typeof db.onLeaderChange === 'function') db.onLeaderChange(showRole);
+  showRole(db.isLeader);
+  db.onLeaderChange(showRole);
+  stepDownButton.addEventListener('click', () => act(stepDownButton, () => db.stepDown()));
 
-  // Live list: re-read whenever any tab commits a change to `items`.
-  if (typeof db.subscribe === 'function') {
-    db.subscribe(['items'], () => refresh().catch(showError));
-  }
+  // Live list: watch() re-runs the query whenever any tab commits a change
+  // to a table it reads, and calls back only when the rows differ.
+  db.watch(LIST_SQL, [], (rows) => {
+    generation++;
+    render(rows);
+  });
 
   input.disabled = false;
   addButton.disabled = false;
   input.focus();
-  try {
-    await refresh();
-  } catch (err) {
-    showError(err);
-  }
 }
 
 main();

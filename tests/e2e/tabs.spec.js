@@ -90,5 +90,34 @@ for (const withSharedWorker of [true, false]) {
         expect(rows).toEqual([{ v: 'before' }, { v: 'after' }]);
       }
     });
+
+    test('the demo shows role and epoch, and its button hands leadership over', async ({
+      context,
+    }) => {
+      const tabs = await openTabs(context, 2, withSharedWorker);
+      const roles = () =>
+        Promise.all(tabs.map((p) => p.getByTestId('leader').getAttribute('data-leader')));
+      await expect.poll(roles).toEqual(expect.arrayContaining(['true', 'false']));
+      const leader = (await roles()).indexOf('true');
+      const other = tabs[1 - leader];
+      const epochBefore = Number(await other.getByTestId('leader').getAttribute('data-epoch'));
+      await expect(other.getByTestId('step-down')).toBeDisabled();
+
+      await tabs[leader].getByTestId('step-down').click();
+
+      // The other tab leads now, in a newer epoch, shown on both pages.
+      await expect(other.getByTestId('leader')).toHaveAttribute('data-leader', 'true');
+      await expect(tabs[leader].getByTestId('leader')).toHaveAttribute('data-leader', 'false');
+      for (const tab of tabs) {
+        await expect
+          .poll(async () => Number(await tab.getByTestId('leader').getAttribute('data-epoch')))
+          .toBeGreaterThan(epochBefore);
+      }
+      // And the list still works from the tab that gave up.
+      const text = uniqueMarker('after-step-down');
+      await tabs[leader].getByTestId('new-item').fill(text);
+      await tabs[leader].getByTestId('add-item').click();
+      await expect(other.getByTestId('item').filter({ hasText: text })).toHaveCount(1);
+    });
   });
 }

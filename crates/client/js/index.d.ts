@@ -97,8 +97,11 @@ export declare class Database {
   readonly isLeader: boolean;
   /** The leader term this tab is connected to; grows by one at every change of leader. */
   readonly epoch: number;
-  /** Calls `cb` when this tab gains or loses leadership. Returns an unsubscribe function. */
-  onLeaderChange(cb: (isLeader: boolean) => void): () => void;
+  /**
+   * Calls `cb(isLeader, epoch)` whenever the leader changes: this tab gained or lost
+   * leadership, or another tab took over. Returns an unsubscribe function.
+   */
+  onLeaderChange(cb: (isLeader: boolean, epoch: number) => void): () => void;
   /** Gives up leadership if this tab leads: another tab takes over, this one queues again. */
   stepDown(): Promise<void>;
   /** Where the data lives: `"opfs"`, or `"memory"` with the opt-in fallback. */

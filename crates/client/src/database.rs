@@ -361,6 +361,7 @@ impl Inner {
         self.epoch.set(epoch);
         if new_leader {
             self.fail_lost_transactions();
+            self.notify_leader_listeners();
         }
         let resend: Vec<(RequestId, Request)> = self
             .pending
@@ -570,9 +571,15 @@ impl Inner {
     }
 
     fn set_leader(&self, leader: bool) {
-        if self.is_leader.replace(leader) == leader {
-            return;
+        if self.is_leader.replace(leader) != leader {
+            self.notify_leader_listeners();
         }
+    }
+
+    /// Calls `onLeaderChange` listeners with this tab's role and the epoch.
+    fn notify_leader_listeners(&self) {
+        let leader = self.is_leader.get();
+        let epoch = JsValue::from_f64(self.epoch.get().0 as f64);
         let listeners: Vec<Function> = self
             .leader_listeners
             .borrow()
@@ -580,7 +587,7 @@ impl Inner {
             .map(|(_, f)| f.clone())
             .collect();
         for f in listeners {
-            if let Err(e) = f.call1(&JsValue::UNDEFINED, &JsValue::from_bool(leader)) {
+            if let Err(e) = f.call2(&JsValue::UNDEFINED, &JsValue::from_bool(leader), &epoch) {
                 web_sys::console::error_2(&"sqlite-tabs: onLeaderChange callback threw".into(), &e);
             }
         }
@@ -1285,8 +1292,8 @@ impl Database {
         subscribers.retain(|s| s.id != id);
     }
 
-    /// Registers `callback(isLeader)`; returns an id for
-    /// [`Database::remove_leader_listener`].
+    /// Registers `callback(isLeader, epoch)`, called whenever the leader changes;
+    /// returns an id for [`Database::remove_leader_listener`].
     #[wasm_bindgen(js_name = addLeaderListener)]
     pub fn add_leader_listener(&self, callback: JsValue) -> Result<u32, JsValue> {
         let callback = callback.dyn_into::<Function>().map_err(|_| {
