@@ -11,4 +11,4 @@ pub mod registry;
 mod router;
 
 #[cfg(target_arch = "wasm32")]
-pub use router::start;
+pub use router::{start, Router};

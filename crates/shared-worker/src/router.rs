@@ -25,8 +25,9 @@ struct Tab {
     _handler: Handler,
 }
 
+/// The router: tabs connect their ports to it.
 #[derive(Default)]
-struct Router {
+pub struct Router {
     registry: RefCell<Registry>,
     tabs: RefCell<HashMap<ClientId, Tab>>,
     // Ports that connected but have not said Hello yet.
@@ -143,7 +144,13 @@ impl Router {
         }
     }
 
-    fn on_connect(self: &Rc<Self>, port: MessagePort) {
+    /// A new router with no tabs.
+    pub fn new() -> Rc<Router> {
+        Rc::new(Router::default())
+    }
+
+    /// A tab connected through `port` (the SharedWorker `connect` event's).
+    pub fn on_connect(self: &Rc<Self>, port: MessagePort) {
         let weak: Weak<Router> = Rc::downgrade(self);
         let reply_port = port.clone();
         let handler = Handler::new(move |event: MessageEvent| {
@@ -165,7 +172,7 @@ thread_local! {
 #[wasm_bindgen]
 pub fn start(early: Array) {
     let scope: SharedWorkerGlobalScope = js_sys::global().unchecked_into();
-    let router = Rc::new(Router::default());
+    let router = Router::new();
     for event in early.iter() {
         if let Some(event) = event.dyn_ref::<MessageEvent>() {
             if let Ok(port) = event.ports().get(0).dyn_into::<MessagePort>() {
