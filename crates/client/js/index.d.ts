@@ -97,6 +97,8 @@ export declare class Database {
   readonly isLeader: boolean;
   /** The leader term this tab is connected to; grows by one at every change of leader. */
   readonly epoch: number;
+  /** Sequence number of the last commit this tab has heard of. */
+  readonly lastSeq: number;
   /**
    * Calls `cb(isLeader, epoch)` whenever the leader changes: this tab gained or lost
    * leadership, or another tab took over. Returns an unsubscribe function.

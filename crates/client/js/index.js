@@ -83,6 +83,10 @@ export class Database {
     return this.#db.epoch;
   }
 
+  get lastSeq() {
+    return this.#db.lastSeq;
+  }
+
   onLeaderChange(callback) {
     const id = this.#db.addLeaderListener(callback);
     return () => this.#db.removeLeaderListener(id);

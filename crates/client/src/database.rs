@@ -74,7 +74,14 @@ struct Inner {
     name: String,
     worker: Worker,
     /// The SharedWorker router's port; `None` in fallback mode.
-    router: Option<MessagePort>,
+    router: RefCell<Option<MessagePort>>,
+    /// URL of the router script, to start a new one if it dies.
+    router_url: Option<String>,
+    /// Waits on the router's lock: granted when the router died.
+    router_watch: RefCell<Option<Held>>,
+    /// Reads the router's port (set again on a new router's port).
+    router_handler: RefCell<Option<Handler>>,
+    tab_lock_name: RefCell<String>,
     /// Fallback mode (no SharedWorker): requests and replies on channels.
     fallback: Option<(BroadcastChannel, BroadcastChannel)>,
     client: ClientId,
@@ -197,7 +204,10 @@ impl Inner {
     }
 
     fn post_router(&self, message: &ToRouter) {
-        let Some(router) = &self.router else { return };
+        let router = self.router.borrow();
+        let Some(router) = router.as_ref() else {
+            return;
+        };
         if let Err(e) = send_to_port(router, &encode(message), None) {
             web_sys::console::error_1(&format!("sqlite-tabs: {e}").into());
         }
@@ -318,6 +328,7 @@ impl Inner {
             Ok(FromRouter::Gone { client }) => {
                 let _ = self.post_worker(&ToWorker::Gone { client }, None);
             }
+            Ok(FromRouter::Welcome) => self.watch_router(),
             Ok(FromRouter::LeaderLost { epoch }) => {
                 let mut link = self.link.borrow_mut();
                 if link.as_ref().is_some_and(|l| l.epoch == epoch) {
@@ -329,6 +340,59 @@ impl Inner {
             Err(e) => {
                 web_sys::console::warn_1(&format!("sqlite-tabs: from the router: {e}").into());
             }
+        }
+    }
+
+    /// Waits on the router's Web Lock: the router holds it for its life, so
+    /// being granted it means the router died (its tab's renderer crashed).
+    fn watch_router(self: &Rc<Self>) {
+        if self.router_watch.borrow().is_some() || self.closed.get() {
+            return;
+        }
+        let weak = Rc::downgrade(self);
+        let lock = format!("sqlite-tabs:{}:router", self.name);
+        match locks::hold(&lock, move || {
+            if let Some(inner) = weak.upgrade() {
+                inner.router_died();
+            }
+        }) {
+            Ok(held) => *self.router_watch.borrow_mut() = Some(held),
+            Err(e) => web_sys::console::error_2(&"sqlite-tabs: Web Locks failed".into(), &e),
+        }
+    }
+
+    /// Starts a new router (the browser makes a new SharedWorker since the
+    /// old one is gone) and tells it who this tab is and whether it leads.
+    fn router_died(self: &Rc<Self>) {
+        if let Some(held) = self.router_watch.borrow_mut().take() {
+            held.release();
+        }
+        if self.closed.get() {
+            return;
+        }
+        let Some(url) = &self.router_url else { return };
+        let port = match start_router(url, &self.name) {
+            Ok(port) => port,
+            Err(e) => {
+                web_sys::console::error_1(&format!("sqlite-tabs: {e}").into());
+                return;
+            }
+        };
+        if let Some(handler) = &*self.router_handler.borrow() {
+            port.set_onmessage(Some(handler.as_ref().unchecked_ref()));
+        }
+        if let Some(old) = self.router.borrow_mut().replace(port) {
+            old.close();
+        }
+        self.post_router(&ToRouter::Hello {
+            client: self.client,
+            tab_lock: self.tab_lock_name.borrow().clone(),
+        });
+        if self.is_leader.get() {
+            self.post_router(&ToRouter::LeaderReady {
+                client: self.client,
+                epoch: self.epoch.get(),
+            });
         }
     }
 
@@ -745,8 +809,11 @@ impl Inner {
         if let Some(held) = self.tab_lock.borrow_mut().take() {
             held.release();
         }
+        if let Some(held) = self.router_watch.borrow_mut().take() {
+            held.release();
+        }
         self.worker.terminate();
-        if let Some(router) = &self.router {
+        if let Some(router) = self.router.borrow_mut().take() {
             router.close();
         }
         if let Some((requests, replies)) = &self.fallback {
@@ -767,6 +834,7 @@ impl Inner {
         self.subscribers.borrow_mut().clear();
         self.leader_listeners.borrow_mut().clear();
         self.handlers.borrow_mut().clear();
+        self.router_handler.borrow_mut().take();
     }
 }
 
@@ -859,6 +927,18 @@ pub async fn open_database(name: JsValue, options: JsValue) -> Result<Database, 
         .map_err(|e| to_js_error(&e))
 }
 
+/// Connects to the router SharedWorker of database `name`.
+fn start_router(url: &str, name: &str) -> Result<MessagePort, Error> {
+    let options = WorkerOptions::new();
+    options.set_type(WorkerType::Module);
+    options.set_name(&format!("sqlite-tabs:{name}"));
+    SharedWorker::new_with_worker_options(url, &options)
+        .map(|shared| shared.port())
+        .map_err(worker_failed(format!(
+            "could not start the router from {url}"
+        )))
+}
+
 fn worker_failed(what: String) -> impl FnOnce(JsValue) -> Error {
     move |e| Error::new(ErrorCode::WorkerFailed, format!("{what}: {e:?}"))
 }
@@ -891,15 +971,7 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
         format!("could not start the database worker from {worker_url}"),
     ))?;
     let router = match &router_url {
-        Some(url) => {
-            let shared_options = WorkerOptions::new();
-            shared_options.set_type(WorkerType::Module);
-            shared_options.set_name(&format!("sqlite-tabs:{name}"));
-            let shared = SharedWorker::new_with_worker_options(url, &shared_options).map_err(
-                worker_failed(format!("could not start the router from {url}")),
-            )?;
-            Some(shared.port())
-        }
+        Some(url) => Some(start_router(url, &name)?),
         None => None,
     };
     let fallback = match router {
@@ -919,7 +991,11 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
     let inner = Rc::new(Inner {
         name: name.clone(),
         worker,
-        router,
+        router: RefCell::new(router),
+        router_url,
+        router_watch: RefCell::new(None),
+        router_handler: RefCell::new(None),
+        tab_lock_name: RefCell::new(String::new()),
         fallback,
         client: random_client_id(),
         next_seq: Cell::new(0),
@@ -990,7 +1066,7 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
     inner
         .worker
         .set_onerror(Some(on_error.as_ref().unchecked_ref()));
-    if let Some(router) = &inner.router {
+    if let Some(router) = &*inner.router.borrow() {
         router.set_onmessage(Some(on_router.as_ref().unchecked_ref()));
     }
     let weak: Weak<Inner> = Rc::downgrade(&inner);
@@ -1008,7 +1084,8 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
     inner
         .handlers
         .borrow_mut()
-        .extend([on_worker, on_error, on_router, on_change, on_fallback]);
+        .extend([on_worker, on_error, on_change, on_fallback]);
+    *inner.router_handler.borrow_mut() = Some(on_router);
 
     let joined = async {
         ready_rx.await.map_err(|_| {
@@ -1023,6 +1100,7 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
         })
         .map_err(worker_failed("Web Locks are unavailable".into()))?;
         *inner.tab_lock.borrow_mut() = Some(held);
+        *inner.tab_lock_name.borrow_mut() = tab_lock.clone();
         let _ = granted_rx.await;
         inner.post_router(&ToRouter::Hello {
             client: inner.client,

@@ -166,6 +166,7 @@ mod tests {
                 client: ClientId(3),
             },
             FromRouter::LeaderLost { epoch: Epoch(2) },
+            FromRouter::Welcome,
         ] {
             roundtrip(message);
         }

@@ -327,4 +327,8 @@ pub enum FromRouter {
         /// The epoch that ended.
         epoch: Epoch,
     },
+    /// Answer to `Hello`: the router holds its Web Lock
+    /// (`sqlite-tabs:<name>:router`), so the tab may now watch that lock to
+    /// learn when the router dies (its renderer crashed) and reconnect.
+    Welcome,
 }

@@ -28,6 +28,8 @@ struct Tab {
 /// The router: tabs connect their ports to it.
 #[derive(Default)]
 pub struct Router {
+    /// Connections wait until the router holds its lock (see `start`).
+    waiting: RefCell<Option<Vec<MessagePort>>>,
     registry: RefCell<Registry>,
     tabs: RefCell<HashMap<ClientId, Tab>>,
     // Ports that connected but have not said Hello yet.
@@ -63,6 +65,7 @@ impl Router {
         let actions = match message {
             ToRouter::Hello { client, tab_lock } => {
                 self.name_port(client, port);
+                post(port, &FromRouter::Welcome, None);
                 self.registry.borrow_mut().hello(client, tab_lock)
             }
             ToRouter::LeaderReady { client, epoch } => {
@@ -149,8 +152,27 @@ impl Router {
         Rc::new(Router::default())
     }
 
+    /// A router that holds connections until [`Router::lock_held`].
+    fn waiting() -> Rc<Router> {
+        let router = Router::new();
+        *router.waiting.borrow_mut() = Some(Vec::new());
+        router
+    }
+
+    /// The router's lock is held: serve the connections that waited.
+    fn lock_held(self: &Rc<Self>) {
+        let waiting = self.waiting.borrow_mut().take().unwrap_or_default();
+        for port in waiting {
+            self.on_connect(port);
+        }
+    }
+
     /// A tab connected through `port` (the SharedWorker `connect` event's).
     pub fn on_connect(self: &Rc<Self>, port: MessagePort) {
+        if let Some(waiting) = &mut *self.waiting.borrow_mut() {
+            waiting.push(port);
+            return;
+        }
         let weak: Weak<Router> = Rc::downgrade(self);
         let reply_port = port.clone();
         let handler = Handler::new(move |event: MessageEvent| {
@@ -172,7 +194,20 @@ thread_local! {
 #[wasm_bindgen]
 pub fn start(early: Array) {
     let scope: SharedWorkerGlobalScope = js_sys::global().unchecked_into();
-    let router = Router::new();
+    let router = Router::waiting();
+    // Held for the router's whole life: when its renderer crashes the lock
+    // frees, and tabs waiting on it know to start a new router. Tabs are only
+    // served once it is held, so none can mistake a starting router for a
+    // dead one.
+    let weak = Rc::downgrade(&router);
+    let on_lock = Closure::once_into_js(move |_lock: JsValue| -> JsValue {
+        if let Some(router) = weak.upgrade() {
+            router.lock_held();
+        }
+        // Never settles: the lock is released only when this worker ends.
+        js_sys::Promise::new(&mut |_, _| {}).into()
+    });
+    let _ = request_lock(&format!("{}:router", scope.name()), on_lock.unchecked_ref());
     for event in early.iter() {
         if let Some(event) = event.dyn_ref::<MessageEvent>() {
             if let Ok(port) = event.ports().get(0).dyn_into::<MessagePort>() {

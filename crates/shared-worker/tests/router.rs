@@ -79,6 +79,7 @@ impl Tab {
             client,
             tab_lock: lock_name,
         });
+        assert_eq!(tab.recv().await.0, FromRouter::Welcome);
         tab
     }
 
