@@ -23,11 +23,12 @@ impl Backoff {
     }
 
     /// The policy used to open the pool: handles of a closed tab are released
-    /// within tens of milliseconds, of a crashed renderer within about 50 ms;
-    /// a live owner (another tab that is still leader) never lets go, so stop
-    /// after 10 s and report it.
+    /// within tens of milliseconds, of a crashed renderer within about 50 ms,
+    /// so retry often (every 16 ms at most: each late retry is failover time
+    /// lost); a live owner (another tab that is still leader) never lets go,
+    /// so stop after 10 s and report it.
     pub fn for_pool_open() -> Self {
-        Backoff::new(5, 250, 10_000)
+        Backoff::new(4, 16, 10_000)
     }
 
     /// Milliseconds spent waiting so far.
@@ -63,11 +64,14 @@ mod tests {
     }
 
     #[test]
-    fn pool_open_waits_long_enough_for_a_crashed_owner() {
-        let mut b = Backoff::for_pool_open();
-        let first: u32 = b.by_ref().take(5).sum();
-        assert!(first >= 100, "first five tries cover {first} ms");
-        let rest: u32 = b.sum();
-        assert_eq!(first + rest, 10_000);
+    fn pool_open_retries_often_and_gives_up_after_10_s() {
+        let delays: Vec<u32> = Backoff::for_pool_open().collect();
+        assert!(delays.iter().all(|&d| d <= 16), "never waits long between tries");
+        let within_100ms = delays.iter().scan(0, |t, d| {
+            *t += d;
+            Some(*t)
+        });
+        assert!(within_100ms.take_while(|&t| t <= 100).count() >= 6);
+        assert_eq!(delays.iter().sum::<u32>(), 10_000);
     }
 }
