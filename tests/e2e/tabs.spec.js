@@ -91,6 +91,45 @@ for (const withSharedWorker of [true, false]) {
       }
     });
 
+    test('a follower that dies inside its transaction loses it; the tab queued behind it goes on', async ({
+      context,
+    }) => {
+      const tabs = await openTabs(context, 3, withSharedWorker);
+      const flags = await Promise.all(tabs.map((p) => p.evaluate(() => window.db.isLeader)));
+      const [holder, other] = tabs.filter((_, i) => !flags[i]);
+      const marker = uniqueMarker('dead-holder');
+      await other.evaluate(() =>
+        window.db.exec('CREATE TABLE IF NOT EXISTS e2e_holder (marker TEXT NOT NULL, who TEXT)'),
+      );
+      // The holder inserts inside a transaction and never finishes it.
+      await holder.evaluate((marker) => {
+        window.__inTx = new Promise((inside) => {
+          window.db.transaction(async (tx) => {
+            await tx.run("INSERT INTO e2e_holder VALUES (?, 'holder')", [marker]);
+            inside();
+            await new Promise(() => {});
+          });
+        });
+        return window.__inTx;
+      }, marker);
+      // Another tab's write waits behind the open transaction...
+      const queued = other.evaluate(
+        (marker) =>
+          window.db
+            .run("INSERT INTO e2e_holder VALUES (?, 'other')", [marker])
+            .then(() => 'written', (e) => e.code),
+        marker,
+      );
+      await holder.close();
+      // ...and goes through once the router reports the holder's death.
+      expect(await queued).toBe('written');
+      const rows = await other.evaluate(
+        (marker) => window.db.query('SELECT who FROM e2e_holder WHERE marker = ?', [marker]),
+        marker,
+      );
+      expect(rows).toEqual([{ who: 'other' }]);
+    });
+
     test('the demo shows role and epoch, and its button hands leadership over', async ({
       context,
     }) => {

@@ -66,7 +66,10 @@ mod tests {
     #[test]
     fn pool_open_retries_often_and_gives_up_after_10_s() {
         let delays: Vec<u32> = Backoff::for_pool_open().collect();
-        assert!(delays.iter().all(|&d| d <= 16), "never waits long between tries");
+        assert!(
+            delays.iter().all(|&d| d <= 16),
+            "never waits long between tries"
+        );
         let within_100ms = delays.iter().scan(0, |t, d| {
             *t += d;
             Some(*t)

@@ -186,6 +186,7 @@ struct Attached {
 /// Serving tabs without a SharedWorker (e.g. Chrome for Android): requests
 /// arrive on one BroadcastChannel, answers leave on another.
 struct Fallback {
+    name: String,
     epoch: Epoch,
     requests: BroadcastChannel,
     replies: BroadcastChannel,
@@ -225,6 +226,13 @@ pub fn changes_channel(name: &str) -> String {
 }
 
 type MessageHandler = Closure<dyn FnMut(MessageEvent)>;
+
+#[wasm_bindgen]
+extern "C" {
+    /// `navigator.locks.request(name, callback)`.
+    #[wasm_bindgen(js_namespace = ["navigator", "locks"], js_name = request)]
+    fn request_lock(name: &str, callback: &js_sys::Function) -> js_sys::Promise;
+}
 
 thread_local! {
     static HANDLER: RefCell<Option<MessageHandler>> = const { RefCell::new(None) };
@@ -295,23 +303,37 @@ impl Worker {
             let Ok(ToWorker::Request(envelope)) = decode::<ToWorker>(&bytes) else {
                 return;
             };
-            let announce = match &*worker.fallback.borrow() {
+            let client = envelope.id.client;
+            let first = match &*worker.fallback.borrow() {
                 Some(f) => f
                     .clients
                     .borrow_mut()
-                    .insert(envelope.id.client)
-                    .then_some(f.epoch),
+                    .insert(client)
+                    .then(|| (f.epoch, f.name.clone())),
                 None => return,
             };
-            // A tab heard from for the first time learns who leads before
-            // its first answer.
-            if let Some(epoch) = announce {
+            if let Some((epoch, name)) = first {
+                // A tab heard from for the first time learns who leads before
+                // its first answer...
                 worker.announce(epoch);
+                // ...and is watched through its tab lock, as the router would,
+                // so its transaction dies with it.
+                let weak = Rc::downgrade(&worker);
+                let on_death = Closure::once_into_js(move |_lock: JsValue| {
+                    if let Some(worker) = weak.upgrade() {
+                        worker.gone(client);
+                    }
+                });
+                let _ = request_lock(
+                    &format!("sqlite-tabs:{name}:tab:{}", client.0),
+                    on_death.unchecked_ref(),
+                );
             }
             worker.request(envelope);
         });
         requests.set_onmessage(Some(handler.as_ref().unchecked_ref()));
         *self.fallback.borrow_mut() = Some(Fallback {
+            name: name.to_owned(),
             epoch,
             requests,
             replies,
