@@ -536,6 +536,21 @@ impl Engine {
         reply: &Reply,
     ) -> SqlResult<ChangeEvent> {
         let seq = self.seq + 1;
+        let change = self.append_log(seq, id, tables, reply)?;
+        self.conn.execute_batch("COMMIT").map_err(sql_error)?;
+        self.seq = seq;
+        Ok(change)
+    }
+
+    /// Writes the log row of commit `seq` (and drops the row that falls out
+    /// of the kept window), inside the open transaction.
+    fn append_log(
+        &mut self,
+        seq: u64,
+        id: RequestId,
+        tables: &BTreeSet<String>,
+        reply: &Reply,
+    ) -> SqlResult<ChangeEvent> {
         let tables: Vec<String> = tables.iter().cloned().collect();
         self.conn
             .prepare_cached(&format!(
@@ -557,9 +572,145 @@ impl Engine {
                 .and_then(|mut s| s.execute([(seq - LOG_KEEP) as i64]))
                 .map_err(sql_error)?;
         }
-        self.conn.execute_batch("COMMIT").map_err(sql_error)?;
-        self.seq = seq;
         Ok(ChangeEvent { seq, tables })
+    }
+
+    /// Whether a request may share a transaction with other writes (group
+    /// commit): single-statement writes and batches outside interactive
+    /// transactions. Scripts run alone (their PRAGMAs must run outside a
+    /// transaction), and so do reads (nothing to commit).
+    pub fn groupable(&mut self, request: &Request) -> bool {
+        match request {
+            Request::Batch { .. } => true,
+            Request::Run { sql, tx: None, .. } | Request::Query { sql, tx: None, .. } => self
+                .conn
+                .prepare_cached(sql)
+                .map(|stmt| !stmt.readonly())
+                .unwrap_or(false),
+            _ => false,
+        }
+    }
+
+    /// Group commit: runs several write requests in one transaction, each in
+    /// a savepoint of its own so that a failing one rolls back only itself,
+    /// and commits once. Each successful request still gets its own commit
+    /// sequence number and log row. Requests must be [`Engine::groupable`].
+    pub fn execute_group(&mut self, group: Vec<(RequestId, Request)>) -> Vec<Outcome> {
+        if group.len() == 1 {
+            return group
+                .into_iter()
+                .map(|(id, request)| self.execute(id, request))
+                .collect();
+        }
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            let e = sql_error(e);
+            return group
+                .iter()
+                .map(|_| Outcome::reply(Err(e.clone())))
+                .collect();
+        }
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(group.len());
+        let mut seq = self.seq;
+        for (i, (id, request)) in group.iter().enumerate() {
+            let id = *id;
+            match self.applied(id) {
+                Ok(Some(reply)) => {
+                    outcomes.push(Outcome::reply(Ok(reply)));
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    outcomes.push(Outcome::reply(Err(e)));
+                    continue;
+                }
+            }
+            if let Err(e) = self.conn.execute_batch("SAVEPOINT sqlite_tabs_group") {
+                outcomes.push(Outcome::reply(Err(sql_error(e))));
+                continue;
+            }
+            let mut tables = BTreeSet::new();
+            let result = match request {
+                Request::Run { sql, params, .. } => self.run_one(sql, params, false, &mut tables),
+                Request::Query { sql, params, .. } => self.run_one(sql, params, true, &mut tables),
+                Request::Batch { statements } => self.batch_body(statements, &mut tables),
+                _ => Err(Error::internal("not a groupable request")),
+            }
+            .and_then(|reply| {
+                let change = self.append_log(seq + 1, id, &tables, &reply)?;
+                Ok((reply, change))
+            });
+            match result {
+                Ok((reply, change)) => {
+                    seq += 1;
+                    let _ = self.conn.execute_batch("RELEASE sqlite_tabs_group");
+                    outcomes.push(Outcome {
+                        result: Ok(reply),
+                        change: Some(change),
+                    });
+                }
+                Err(e) if self.conn.is_autocommit() => {
+                    // The error ended the whole transaction (e.g. ON CONFLICT
+                    // ROLLBACK, SQLITE_FULL): what the group did so far is
+                    // gone. Redo the earlier requests and the rest one by one;
+                    // ids of applied writes keep that exactly-once.
+                    outcomes.push(Outcome::reply(Err(e)));
+                    return self.redo_alone(outcomes, &group, i);
+                }
+                Err(e) => {
+                    let _ = self
+                        .conn
+                        .execute_batch("ROLLBACK TO sqlite_tabs_group; RELEASE sqlite_tabs_group");
+                    outcomes.push(Outcome::reply(Err(e)));
+                }
+            }
+        }
+        match self.conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                self.seq = seq;
+                outcomes
+            }
+            Err(e) => {
+                self.rollback_quietly();
+                let e = sql_error(e);
+                outcomes
+                    .into_iter()
+                    .map(|o| match o.result {
+                        Ok(_) => Outcome::reply(Err(Error {
+                            message: format!("{} (commit failed; nothing was written)", e.message),
+                            ..e.clone()
+                        })),
+                        Err(err) => Outcome::reply(Err(err)),
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// After the group's transaction died at request `failed`: keeps the
+    /// failures, re-runs what had succeeded and the requests not yet run,
+    /// each on its own.
+    fn redo_alone(
+        &mut self,
+        mut outcomes: Vec<Outcome>,
+        group: &[(RequestId, Request)],
+        failed: usize,
+    ) -> Vec<Outcome> {
+        for (i, (id, request)) in group.iter().enumerate() {
+            let redo = if i < failed {
+                outcomes[i].result.is_ok()
+            } else {
+                i > failed
+            };
+            if redo {
+                let outcome = self.execute(*id, request.clone());
+                if i < failed {
+                    outcomes[i] = outcome;
+                } else {
+                    outcomes.push(outcome);
+                }
+            }
+        }
+        outcomes
     }
 
     /// Runs `body` in a write transaction that commits with a log row, unless
@@ -643,21 +794,29 @@ impl Engine {
     }
 
     fn batch(&mut self, id: RequestId, statements: &[Statement]) -> Outcome {
-        self.write(id, |e, writes| {
-            statements
-                .iter()
-                .enumerate()
-                .map(|(i, s)| match e.run_one(&s.sql, &s.params, false, writes) {
+        self.write(id, |e, writes| e.batch_body(statements, writes))
+    }
+
+    fn batch_body(
+        &mut self,
+        statements: &[Statement],
+        writes: &mut BTreeSet<String>,
+    ) -> SqlResult<Reply> {
+        statements
+            .iter()
+            .enumerate()
+            .map(
+                |(i, s)| match self.run_one(&s.sql, &s.params, false, writes) {
                     Ok(Reply::Run(r)) => Ok(r),
                     Ok(_) => Err(Error::internal("run returned no run result")),
                     Err(mut err) => {
                         err.message = format!("batch statement {}: {}", i + 1, err.message);
                         Err(err)
                     }
-                })
-                .collect::<SqlResult<Vec<_>>>()
-                .map(Reply::Batch)
-        })
+                },
+            )
+            .collect::<SqlResult<Vec<_>>>()
+            .map(Reply::Batch)
     }
 
     /// Runs every statement of a script. `before_write` is called once, just

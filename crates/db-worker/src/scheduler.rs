@@ -89,6 +89,38 @@ impl Scheduler {
         out
     }
 
+    /// Accepts requests that arrived together. Consecutive writes that can
+    /// share a transaction are committed together (group commit); everything
+    /// else runs as [`Scheduler::submit`] would, in arrival order.
+    pub fn submit_all(&mut self, envelopes: Vec<RequestEnvelope>, now: f64) -> Output {
+        let mut out = Output::default();
+        let mut group: Vec<RequestEnvelope> = Vec::new();
+        for envelope in envelopes {
+            if self.lease.is_none() && self.engine.groupable(&envelope.request) {
+                group.push(envelope);
+                continue;
+            }
+            self.run_group(&mut group, &mut out);
+            self.run_or_queue(envelope, now, &mut out);
+        }
+        self.run_group(&mut group, &mut out);
+        self.drain(now, &mut out);
+        out
+    }
+
+    fn run_group(&mut self, group: &mut Vec<RequestEnvelope>, out: &mut Output) {
+        if group.is_empty() {
+            return;
+        }
+        let ids: Vec<RequestId> = group.iter().map(|e| e.id).collect();
+        let outcomes = self
+            .engine
+            .execute_group(group.drain(..).map(|e| (e.id, e.request)).collect());
+        for (id, outcome) in ids.into_iter().zip(outcomes) {
+            out.push(id, outcome);
+        }
+    }
+
     /// Expires the lease if its deadline has passed.
     pub fn on_timer(&mut self, now: f64) -> Output {
         let mut out = Output::default();

@@ -648,3 +648,112 @@ fn changes_since_and_tables_are_requests() {
         Ok(Reply::Tables(vec!["a".into(), "v".into()]))
     );
 }
+
+fn insert_unique(x: i64) -> Request {
+    Request::Run {
+        sql: "INSERT INTO g(x) VALUES (?)".into(),
+        params: vec![Value::Integer(x)],
+        tx: None,
+    }
+}
+
+#[test]
+fn group_commit_fails_only_the_bad_request() {
+    let mut db = Db::new();
+    db.exec("CREATE TABLE g(x UNIQUE)").result.unwrap();
+    let seq = db.engine.seq();
+    let mut group = Vec::new();
+    for x in 0..10 {
+        let id = db.id();
+        // The fifth request collides with the first.
+        group.push((id, insert_unique(if x == 4 { 0 } else { x })));
+    }
+    group.push((
+        db.id(),
+        Request::Batch {
+            statements: vec![
+                Statement {
+                    sql: "INSERT INTO g(x) VALUES (100)".into(),
+                    params: vec![],
+                },
+                Statement {
+                    sql: "INSERT INTO g(x) VALUES (100)".into(),
+                    params: vec![],
+                },
+            ],
+        },
+    ));
+    // A re-sent duplicate of the first request within the same group.
+    group.push((group[0].0, group[0].1.clone()));
+    let outcomes = db.engine.execute_group(group);
+    assert_eq!(outcomes.len(), 12);
+    let failed: Vec<usize> = (0..12).filter(|&i| outcomes[i].result.is_err()).collect();
+    assert_eq!(
+        failed,
+        vec![4, 10],
+        "only the colliding insert and the bad batch fail"
+    );
+    assert_eq!(code(&outcomes[4]), "SQLITE_CONSTRAINT_UNIQUE");
+    assert_eq!(
+        outcomes[11].result, outcomes[0].result,
+        "duplicate answered from the log"
+    );
+    assert_eq!(outcomes[11].change, None);
+    let seqs: Vec<u64> = outcomes
+        .iter()
+        .filter_map(|o| o.change.as_ref().map(|c| c.seq))
+        .collect();
+    assert_eq!(
+        seqs,
+        (seq + 1..=seq + 9).collect::<Vec<_>>(),
+        "one commit number per success"
+    );
+    assert_eq!(db.engine.seq(), seq + 9);
+    assert_eq!(db.count("g"), 9);
+    assert!(db.engine.connection().is_autocommit());
+}
+
+#[test]
+fn a_group_whose_transaction_dies_redoes_its_requests_alone() {
+    let mut db = Db::new();
+    // ON CONFLICT ROLLBACK ends the whole transaction, not just the statement.
+    db.exec("CREATE TABLE g(x UNIQUE ON CONFLICT ROLLBACK)")
+        .result
+        .unwrap();
+    let group: Vec<(RequestId, Request)> = [1, 2, 1, 3]
+        .into_iter()
+        .map(|x| (db.id(), insert_unique(x)))
+        .collect();
+    let outcomes = db.engine.execute_group(group);
+    let ok: Vec<bool> = outcomes.iter().map(|o| o.result.is_ok()).collect();
+    assert_eq!(ok, vec![true, true, false, true]);
+    assert_eq!(db.count("g"), 3);
+    assert!(db.engine.connection().is_autocommit());
+}
+
+#[test]
+fn scheduler_groups_consecutive_writes_and_keeps_order_around_reads() {
+    let (mut s, _dir) = scheduler();
+    let envelopes = vec![
+        envelope(1, 1, insert(None, 1)),
+        envelope(2, 1, insert(None, 2)),
+        envelope(
+            3,
+            1,
+            Request::Query {
+                sql: "SELECT count(*) FROM t".into(),
+                params: vec![],
+                tx: None,
+            },
+        ),
+        envelope(1, 2, insert(None, 3)),
+    ];
+    let out = s.submit_all(envelopes, 0.0);
+    assert_eq!(out.replies.len(), 4);
+    // The read sees both writes before it, not the one after it.
+    match &out.replies[2].1 {
+        Ok(Reply::Rows(rows)) => assert_eq!(rows.values, vec![Value::Integer(2)]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(out.changes.len(), 3);
+}

@@ -3,7 +3,7 @@
 //! messages. Everything that decides anything lives in the plain-Rust
 //! modules.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::rc::{Rc, Weak};
 
@@ -16,7 +16,9 @@ use sqlite_tabs_protocol::{
 use sqlite_wasm_vfs::sahpool::{self, OpfsSAHError, OpfsSAHPoolCfgBuilder, OpfsSAHPoolUtil};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
-use web_sys::{BroadcastChannel, DedicatedWorkerGlobalScope, MessageEvent, MessagePort};
+use web_sys::{
+    BroadcastChannel, DedicatedWorkerGlobalScope, MessageChannel, MessageEvent, MessagePort,
+};
 
 use crate::engine::{sql_error, Engine, EngineOptions};
 use crate::retry::Backoff;
@@ -214,6 +216,11 @@ pub fn replies_channel(name: &str) -> String {
 struct Worker {
     scope: DedicatedWorkerGlobalScope,
     state: RefCell<State>,
+    inbox: RefCell<Vec<RequestEnvelope>>,
+    drain_scheduled: Cell<bool>,
+    /// Posting on port2 runs `drain` after the messages already queued.
+    kick: MessageChannel,
+    _on_kick: RefCell<Option<Closure<dyn FnMut()>>>,
     ports: RefCell<HashMap<ClientId, Attached>>,
     fallback: RefCell<Option<Fallback>>,
     timer: RefCell<Option<i32>>,
@@ -555,33 +562,71 @@ impl Worker {
         });
     }
 
+    /// Takes a request. Requests are not run at once but collected until
+    /// the messages already queued for this worker have been read (one hop
+    /// through a MessageChannel): writes that arrive while a commit flushes
+    /// then share the next commit (group commit).
     fn request(&self, envelope: RequestEnvelope) {
         let mut state = self.state.borrow_mut();
         match &mut *state {
-            State::Open { scheduler, .. } => {
-                let out = scheduler.submit(envelope, now());
-                let deadline = scheduler.next_deadline();
+            State::Open { .. } => {
                 drop(state);
-                self.send(out);
-                self.rearm(deadline);
+                self.inbox.borrow_mut().push(envelope);
+                if !self.drain_scheduled.replace(true) {
+                    if let Err(e) = self.kick.port2().post_message(&JsValue::NULL) {
+                        self.drain_scheduled.set(false);
+                        web_sys::console::error_2(
+                            &"sqlite-tabs worker: scheduling failed".into(),
+                            &e,
+                        );
+                        self.drain();
+                    }
+                }
             }
             State::Opening(queued) => queued.push(envelope),
             State::Idle => {
                 drop(state);
-                // The client re-sends it to whichever tab leads next.
-                self.post_to(
-                    envelope.id.client,
-                    &FromWorker::Reply {
-                        id: envelope.id,
-                        result: Err(Error::new(
-                            ErrorCode::LeaderLost,
-                            "this worker does not own the database (any more)",
-                        )),
-                        change: None,
-                    },
-                );
+                self.not_leader(envelope);
             }
         }
+    }
+
+    /// Runs everything collected since the last drain.
+    fn drain(&self) {
+        self.drain_scheduled.set(false);
+        let envelopes = std::mem::take(&mut *self.inbox.borrow_mut());
+        if envelopes.is_empty() {
+            return;
+        }
+        let mut state = self.state.borrow_mut();
+        let State::Open { scheduler, .. } = &mut *state else {
+            drop(state);
+            for envelope in envelopes {
+                self.not_leader(envelope);
+            }
+            return;
+        };
+        let out = scheduler.submit_all(envelopes, now());
+        let deadline = scheduler.next_deadline();
+        drop(state);
+        self.send(out);
+        self.rearm(deadline);
+    }
+
+    /// Answers a request this worker cannot serve: the client re-sends it to
+    /// whichever tab leads next.
+    fn not_leader(&self, envelope: RequestEnvelope) {
+        self.post_to(
+            envelope.id.client,
+            &FromWorker::Reply {
+                id: envelope.id,
+                result: Err(Error::new(
+                    ErrorCode::LeaderLost,
+                    "this worker does not own the database (any more)",
+                )),
+                change: None,
+            },
+        );
     }
 
     fn close(&self) {
@@ -631,14 +676,33 @@ fn to_buffer(message: &FromWorker) -> ArrayBuffer {
 #[wasm_bindgen]
 pub fn start() {
     let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
+    let Ok(kick) = MessageChannel::new() else {
+        web_sys::console::error_1(&"sqlite-tabs worker: no MessageChannel".into());
+        return;
+    };
     let worker = Rc::new(Worker {
         scope: scope.clone(),
         state: RefCell::new(State::Idle),
+        inbox: RefCell::new(Vec::new()),
+        drain_scheduled: Cell::new(false),
+        kick,
+        _on_kick: RefCell::new(None),
         ports: RefCell::new(HashMap::new()),
         fallback: RefCell::new(None),
         timer: RefCell::new(None),
         on_timer: RefCell::new(None),
     });
+    let weak = Rc::downgrade(&worker);
+    let on_kick = Closure::<dyn FnMut()>::new(move || {
+        if let Some(w) = weak.upgrade() {
+            w.drain();
+        }
+    });
+    worker
+        .kick
+        .port1()
+        .set_onmessage(Some(on_kick.as_ref().unchecked_ref()));
+    *worker._on_kick.borrow_mut() = Some(on_kick);
     let weak = Rc::downgrade(&worker);
     *worker.on_timer.borrow_mut() = Some(Closure::new(move || {
         if let Some(w) = weak.upgrade() {
