@@ -1,8 +1,9 @@
 //! `cargo xtask`: the project's automation, in plain Rust.
 //!
-//! Subcommands (see [`USAGE`]): `setup`, `build`, `serve`, `demo`, `test`.
+//! Subcommands (see [`USAGE`]): `setup`, `build`, `serve`, `demo`, `test`, `bench`.
 //! Every child command is echoed as `$ cmd` before it runs and inherits stdio.
 
+mod bench;
 mod build;
 mod cmd;
 mod serve;
@@ -37,6 +38,9 @@ commands:
                         Chromium, release build, Playwright end-to-end tests;
                         SUITES is a comma-separated subset of lint,native,wasm,build,e2e
                         (e2e implies build)
+  bench                 release build, then every engine on the same workloads in one
+                        run (native rusqlite, sqlite-tabs leader and follower, peers,
+                        failover); writes target/bench/results.json and BENCHMARKS.md
   help                  this text
 ";
 
@@ -69,6 +73,8 @@ enum Task {
         /// The suites to run; `None` runs them all.
         only: Option<Vec<test::Suite>>,
     },
+    /// `bench`
+    Bench,
     /// `help`, `-h`, `--help` or no arguments.
     Help,
 }
@@ -145,6 +151,10 @@ fn parse_args(args: &[String]) -> Result<Task> {
             }
             Ok(Task::Test { only })
         }
+        "bench" => match flags.next() {
+            None => Ok(Task::Bench),
+            Some(other) => Err(format!("unknown flag `{other}` for bench").into()),
+        },
         other => Err(format!("unknown command `{other}`").into()),
     }
 }
@@ -168,6 +178,7 @@ pub fn repo_root() -> PathBuf {
 fn run(task: Task, root: &Path) -> Result<ExitCode> {
     match task {
         Task::Help => print!("{USAGE}"),
+        Task::Bench => bench::bench(root)?,
         Task::Setup => setup::setup(root)?,
         Task::Build { release } => {
             setup::setup(root)?;

@@ -1,6 +1,7 @@
 //! A small static HTTP/1.1 server for the demo and the end-to-end tests.
 //!
-//! Bound to 127.0.0.1 only. `/dist/…` maps to `<root>/dist/…`, every other path to
+//! Bound to 127.0.0.1 only. `/dist/…` maps to `<root>/dist/…`, `/bench/…` to
+//! `<root>/bench/…`, every other path to
 //! `<root>/demo/…` (`/` is `demo/index.html`). One thread per connection, keep-alive,
 //! `Cache-Control: no-store`; COOP/COEP headers only when `isolated`.
 
@@ -339,8 +340,9 @@ fn respond(request: &Request, root: &Path) -> Response {
     }
 }
 
-/// Maps a request target to a file: `/dist/…` under `root/dist`, anything else under
-/// `root/demo`, a directory to its `index.html`. `None` for targets that try to leave
+/// Maps a request target to a file: `/dist/…` under `root/dist`, `/bench/…` under
+/// `root/bench` (benchmark pages and peer engines), anything else under `root/demo`,
+/// a directory to its `index.html`. `None` for targets that try to leave
 /// those folders (`..`) or are not origin-form paths.
 pub fn resolve(root: &Path, target: &str) -> Option<PathBuf> {
     let path = target.split(['?', '#']).next().unwrap_or("");
@@ -360,6 +362,7 @@ pub fn resolve(root: &Path, target: &str) -> Option<PathBuf> {
     }
     let (mut file, rest) = match segments.split_first() {
         Some((&"dist", rest)) => (root.join("dist"), rest),
+        Some((&"bench", rest)) => (root.join("bench"), rest),
         _ => (root.join("demo"), &segments[..]),
     };
     file.extend(rest);
@@ -470,6 +473,10 @@ mod tests {
         assert_eq!(resolve(root, "/a%20b.js"), demo("a b.js"));
         assert_eq!(resolve(root, "/../Cargo.toml"), None);
         assert_eq!(resolve(root, "/dist/../../etc/passwd"), None);
+        assert_eq!(
+            resolve(root, "/bench/raw/echo-worker.js"),
+            Some(root.join("bench/raw/echo-worker.js"))
+        );
         assert_eq!(resolve(root, "/%2e%2e/Cargo.toml"), None);
         assert_eq!(resolve(root, "/a\\..\\b"), None);
         assert_eq!(resolve(root, "/%zz"), None);

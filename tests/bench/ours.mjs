@@ -1,0 +1,300 @@
+// sqlite-tabs through its whole path, from the leader tab and from a follower
+// tab, next to the raw transport floors (not a test). Prints one JSON object
+// per line: {"engine", "workload", "samples_ms", ...}.
+//
+//   cargo xtask serve --isolated &   (release build; COOP/COEP for fine timers)
+//   cd tests && SQLITE_TABS_BASE_URL=http://127.0.0.1:8080 node bench/ours.mjs
+//
+// W0  10,000 round trips: raw postMessage to a worker; raw brokered MessagePort to
+//     another tab's worker; `SELECT 1` through sqlite-tabs from the leader and a follower.
+// W1  1,000 single-row inserts, one commit each (leader, follower).
+// W2  100,000 inserts in one batch() (leader).
+// W3  5,000 primary-key lookups (leader).
+// W4  1 / 100 / 1,000 / 10,000 rows x 10 columns returned to a follower.
+// W5  4 tabs each doing 500 single-row autocommit inserts at once, next to one tab
+//     doing them one after another (each its own commit).
+// W6  commit -> notification received in 8 tabs (max over tabs).
+// W7  cold open -> first query: the first tab, and a tab joining a running leader.
+import { chromium } from '@playwright/test';
+import { launchOptions, baseURL } from '../chromium.js';
+
+const REPEATS = Number(process.env.REPEATS || 5);
+const out = (engine, workload, samples, extra = {}) =>
+  console.log(JSON.stringify({ engine, workload, samples_ms: samples, ...extra }));
+
+const browser = await chromium.launch({ ...launchOptions, headless: true });
+const blank = async (context) => {
+  const page = await context.newPage();
+  await page.route('**/blank.html', (r) =>
+    r.fulfill({
+      contentType: 'text/html',
+      headers: {
+        'Cross-Origin-Opener-Policy': 'same-origin',
+        'Cross-Origin-Embedder-Policy': 'require-corp',
+      },
+      body: '<!doctype html><title>bench</title>',
+    }),
+  );
+  await page.goto(`${baseURL()}/blank.html`);
+  return page;
+};
+const openDb = (page, name) =>
+  page.evaluate(async (name) => {
+    const t0 = performance.now();
+    const { open } = await import('/dist/index.js');
+    window.db = await open(name);
+    await window.db.query('SELECT 1');
+    return performance.now() - t0;
+  }, name);
+
+try {
+  // ---- W0 raw floors ------------------------------------------------------------
+  {
+    const context = await browser.newContext();
+    const a = await blank(context);
+    const b = await blank(context);
+    const raw = { worker: [], port: [] };
+    await a.evaluate(async () => {
+      window.echo = new Worker('/bench/raw/echo-worker.js');
+      const shared = new SharedWorker('/bench/raw/broker.js');
+      await new Promise((r) => (shared.port.onmessage = (e) => e.data === 'owner' && r()));
+      shared.port.onmessage = (e) => {
+        if (e.data === 'attach') window.echo.postMessage('attach', [e.ports[0]]);
+      };
+    });
+    await b.evaluate(async () => {
+      const shared = new SharedWorker('/bench/raw/broker.js');
+      window.echoPort = await new Promise(
+        (r) => (shared.port.onmessage = (e) => e.data === 'connected' && r(e.ports[0])),
+      );
+    });
+    for (let r = 0; r < REPEATS; r++) {
+      raw.worker.push(
+        await a.evaluate(async () => {
+          const w = window.echo;
+          const t0 = performance.now();
+          for (let i = 0; i < 10000; i++) {
+            await new Promise((res) => {
+              w.onmessage = res;
+              w.postMessage(i);
+            });
+          }
+          return performance.now() - t0;
+        }),
+      );
+      raw.port.push(
+        await b.evaluate(async () => {
+          const p = window.echoPort;
+          const t0 = performance.now();
+          for (let i = 0; i < 10000; i++) {
+            await new Promise((res) => {
+              p.onmessage = res;
+              p.postMessage(i);
+            });
+          }
+          return performance.now() - t0;
+        }),
+      );
+    }
+    out('raw', 'w0-worker-echo', raw.worker);
+    out('raw', 'w0-brokered-port-echo', raw.port);
+    await context.close();
+  }
+
+  // ---- one leader, one follower: W0, W1, W2, W3, W4 ------------------------------
+  {
+    const context = await browser.newContext();
+    const leader = await blank(context);
+    await openDb(leader, 'bench.db');
+    const follower = await blank(context);
+    await openDb(follower, 'bench.db');
+    const roles = await Promise.all([leader, follower].map((p) => p.evaluate(() => window.db.isLeader)));
+    if (!roles[0] || roles[1]) throw new Error(`unexpected roles ${roles}`);
+    const select1 = () =>
+      async function () {
+        const db = window.db;
+        const t0 = performance.now();
+        for (let i = 0; i < 10000; i++) await db.query('SELECT 1');
+        return performance.now() - t0;
+      };
+    for (const [name, page] of [['leader', leader], ['follower', follower]]) {
+      const s = [];
+      for (let r = 0; r < REPEATS; r++) s.push(await page.evaluate(select1()));
+      out(`sqlite-tabs-${name}`, 'w0-select1', s);
+    }
+    for (const [name, page] of [['leader', leader], ['follower', follower]]) {
+      const s = [];
+      for (let r = 0; r < Math.min(REPEATS, 3); r++) {
+        s.push(
+          await page.evaluate(async (r) => {
+            const db = window.db;
+            const t = `w1_${r}_${db.isLeader ? 'l' : 'f'}`;
+            await db.exec(`CREATE TABLE ${t}(id INTEGER PRIMARY KEY, a TEXT, b INTEGER)`);
+            const t0 = performance.now();
+            for (let i = 0; i < 1000; i++) await db.run(`INSERT INTO ${t}(a, b) VALUES (?, ?)`, [`row ${i}`, i]);
+            return performance.now() - t0;
+          }, r),
+        );
+      }
+      out(`sqlite-tabs-${name}`, 'w1', s);
+    }
+    {
+      const s = [];
+      for (let r = 0; r < REPEATS; r++) {
+        s.push(
+          await leader.evaluate(async (r) => {
+            const db = window.db;
+            await db.exec(`CREATE TABLE w2_${r}(id INTEGER PRIMARY KEY, a TEXT, b INTEGER)`);
+            const stmts = Array.from({ length: 100000 }, (_, i) => ({
+              sql: `INSERT INTO w2_${r}(a, b) VALUES (?, ?)`,
+              params: [`row ${i}`, i],
+            }));
+            const t0 = performance.now();
+            await db.batch(stmts);
+            return performance.now() - t0;
+          }, r),
+        );
+      }
+      out('sqlite-tabs-leader', 'w2', s);
+    }
+    {
+      await leader.evaluate(async () => {
+        const db = window.db;
+        await db.exec('CREATE TABLE w3(id INTEGER PRIMARY KEY, a TEXT, b INTEGER)');
+        await db.batch(Array.from({ length: 10000 }, (_, i) => ({ sql: 'INSERT INTO w3(a, b) VALUES (?, ?)', params: [`row ${i}`, i] })));
+        const cols = Array.from({ length: 10 }, (_, c) => `c${c} ${c % 2 ? 'INTEGER' : 'TEXT'}`).join(', ');
+        await db.exec(`CREATE TABLE w4(${cols})`);
+        await db.batch(
+          Array.from({ length: 10000 }, (_, i) => ({
+            sql: `INSERT INTO w4 VALUES (${Array(10).fill('?').join(', ')})`,
+            params: Array.from({ length: 10 }, (_, c) => (c % 2 ? i * c : `value ${i}-${c}`)),
+          })),
+        );
+      });
+      for (const [name, page] of [['leader', leader], ['follower', follower]]) {
+        const s = [];
+        for (let r = 0; r < REPEATS; r++) {
+          s.push(
+            await page.evaluate(async () => {
+              const db = window.db;
+              const t0 = performance.now();
+              for (let i = 0; i < 5000; i++) await db.query('SELECT a, b FROM w3 WHERE id = ?', [1 + ((i * 7919) % 10000)]);
+              return performance.now() - t0;
+            }),
+          );
+        }
+        out(`sqlite-tabs-${name}`, 'w3', s);
+      }
+      for (const n of [1, 100, 1000, 10000]) {
+        const s = [];
+        for (let r = 0; r < REPEATS; r++) {
+          s.push(
+            await follower.evaluate(async (n) => {
+              const t0 = performance.now();
+              const rows = await window.db.query('SELECT * FROM w4 LIMIT ?', [n]);
+              if (rows.length !== n) throw new Error(`got ${rows.length} rows`);
+              return performance.now() - t0;
+            }, n),
+          );
+        }
+        out('sqlite-tabs-follower', `w4-${n}x10`, s);
+      }
+    }
+    await context.close();
+  }
+
+  // ---- W5: 4 tabs writing at once vs one tab one after another -------------------
+  {
+    const context = await browser.newContext();
+    const tabs = [];
+    for (let i = 0; i < 4; i++) {
+      const p = await blank(context);
+      await openDb(p, 'bench.db');
+      tabs.push(p);
+    }
+    await tabs[0].evaluate(() => window.db.exec('CREATE TABLE w5(id INTEGER PRIMARY KEY, tab INTEGER, n INTEGER)'));
+    const single = [];
+    const multi = [];
+    for (let r = 0; r < Math.min(REPEATS, 3); r++) {
+      single.push(
+        await tabs[1].evaluate(async () => {
+          const t0 = performance.now();
+          for (let i = 0; i < 500; i++) await window.db.run('INSERT INTO w5(tab, n) VALUES (-1, ?)', [i]);
+          return performance.now() - t0;
+        }),
+      );
+      const t0 = Date.now();
+      const spans = await Promise.all(
+        tabs.map((p, tab) =>
+          p.evaluate(async (tab) => {
+            const start = performance.timeOrigin + performance.now();
+            await Promise.all(
+              Array.from({ length: 500 }, (_, i) => window.db.run('INSERT INTO w5(tab, n) VALUES (?, ?)', [tab, i])),
+            );
+            return [start, performance.timeOrigin + performance.now()];
+          }, tab),
+        ),
+      );
+      multi.push(Math.max(...spans.map((s) => s[1])) - Math.min(...spans.map((s) => s[0])));
+      void t0;
+    }
+    out('sqlite-tabs', 'w5-one-tab-500-sequential', single);
+    out('sqlite-tabs', 'w5-4-tabs-500-each-concurrent', multi, {
+      rate_ratio: (4 * 500) / median(multi) / (500 / median(single)),
+    });
+    await context.close();
+  }
+
+  // ---- W6: commit -> notification in 8 tabs --------------------------------------
+  {
+    const context = await browser.newContext();
+    const tabs = [];
+    for (let i = 0; i < 8; i++) {
+      const p = await blank(context);
+      await openDb(p, 'bench.db');
+      await p.evaluate(() => {
+        window.heard = new Map();
+        window.db.subscribe(['w6'], (ev) => window.heard.set(ev.seq, performance.timeOrigin + performance.now()));
+      });
+      tabs.push(p);
+    }
+    await tabs[0].evaluate(() => window.db.exec('CREATE TABLE w6(x)'));
+    const writer = tabs[3];
+    const samples = [];
+    for (let i = 0; i < 30; i++) {
+      const { seq, start } = await writer.evaluate(async () => {
+        const start = performance.timeOrigin + performance.now();
+        await window.db.run('INSERT INTO w6 VALUES (1)');
+        return { seq: window.db.lastSeq, start };
+      });
+      await new Promise((r) => setTimeout(r, 30));
+      const times = await Promise.all(tabs.map((p) => p.evaluate((seq) => window.heard.get(seq), seq)));
+      if (times.some((t) => t === undefined)) throw new Error(`a tab missed commit ${seq}`);
+      samples.push(Math.max(...times) - start);
+    }
+    out('sqlite-tabs', 'w6-notify-8-tabs', samples);
+    await context.close();
+  }
+
+  // ---- W7: cold open, first tab and joining tab ----------------------------------
+  {
+    const first = [];
+    const joining = [];
+    for (let r = 0; r < REPEATS * 2; r++) {
+      const context = await browser.newContext();
+      const a = await blank(context);
+      first.push(await openDb(a, 'bench.db'));
+      const b = await blank(context);
+      joining.push(await openDb(b, 'bench.db'));
+      await context.close();
+    }
+    out('sqlite-tabs', 'w7-first-tab', first);
+    out('sqlite-tabs', 'w7-joining-tab', joining);
+  }
+} finally {
+  await browser.close();
+}
+
+function median(xs) {
+  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+}

@@ -1,0 +1,101 @@
+// Turns the JSON lines of `cargo xtask bench` into results.json, a table and
+// BENCHMARKS.md, with the issue's targets checked as ratios from the same run.
+//
+//   node bench/report.mjs <lines.jsonl> <failover.txt> <BENCHMARKS.md> <results.json>
+import fs from 'node:fs';
+import os from 'node:os';
+
+const [linesPath, failoverPath, mdPath, jsonPath] = process.argv.slice(2);
+const rows = fs
+  .readFileSync(linesPath, 'utf8')
+  .split('\n')
+  .filter((l) => l.trim().startsWith('{'))
+  .map((l) => JSON.parse(l));
+const failover = failoverPath && fs.existsSync(failoverPath) ? fs.readFileSync(failoverPath, 'utf8') : '';
+
+const sorted = (xs) => [...xs].sort((a, b) => a - b);
+const median = (xs) => sorted(xs)[Math.floor(xs.length / 2)];
+const p95 = (xs) => sorted(xs)[Math.min(xs.length - 1, Math.ceil(xs.length * 0.95) - 1)];
+const stats = rows
+  .filter((r) => Array.isArray(r.samples_ms) && r.samples_ms.length)
+  .map((r) => ({ ...r, median: median(r.samples_ms), p95: p95(r.samples_ms), n: r.samples_ms.length }));
+const get = (engine, workload) => stats.find((s) => s.engine === engine && s.workload === workload);
+const fmt = (ms) => (ms === undefined ? '—' : ms >= 100 ? ms.toFixed(0) : ms.toFixed(ms >= 10 ? 1 : 2));
+
+const table = [
+  '| engine | workload | median ms | p95 ms | n | pragmas |',
+  '| --- | --- | ---: | ---: | ---: | --- |',
+  ...stats.map(
+    (s) =>
+      `| ${s.engine} | ${s.workload} | ${fmt(s.median)} | ${fmt(s.p95)} | ${s.n} | ${
+        s.pragmas ? Object.entries(s.pragmas).map(([k, v]) => `${k}=${v}`).join(' ') : ''
+      } |`,
+  ),
+];
+
+// Targets of the benchmarks issue, as ratios measured in this run.
+const ratio = (a, b) => (a && b ? a.median / b.median : undefined);
+const checks = [];
+const check = (what, value, ok, target) =>
+  checks.push(`| ${what} | ${value === undefined ? '—' : value} | ${target} | ${value === undefined ? 'not measured' : ok ? 'met' : 'missed'} |`);
+{
+  const r = ratio(get('sqlite-tabs-follower', 'w0-select1'), get('raw', 'w0-brokered-port-echo'));
+  check('SELECT 1 from a follower / raw brokered-port echo', r?.toFixed(2), r <= 1.2, '≤ 1.2');
+  const l = ratio(get('sqlite-tabs-leader', 'w0-select1'), get('raw', 'w0-worker-echo'));
+  check('SELECT 1 from the leader / raw worker echo', l?.toFixed(2), l <= 1.2, '≤ 1.2');
+  const native = get('native', 'w2');
+  const ours = get('sqlite-tabs-leader', 'w2');
+  const w2 = native && ours ? native.median / ours.median : undefined;
+  check('W2 throughput vs native rusqlite', w2 === undefined ? undefined : `${(w2 * 100).toFixed(0)}%`, w2 >= 0.4, '≥ 40%');
+  for (const peer of ['sqlite-wasm', 'wa-sqlite']) {
+    const p = get(peer, 'w2');
+    const r2 = ratio(ours, p);
+    check(`W2 sqlite-tabs / ${peer}`, r2?.toFixed(2), r2 < 1, '< 1');
+  }
+  const w3 = ratio(get('sqlite-tabs-leader', 'w3'), get('native', 'w3'));
+  check('W3 leader / native (same locking mode)', w3?.toFixed(1), w3 <= 2, '≤ 2');
+  const w4 = get('sqlite-tabs-follower', 'w4-10000x10');
+  check('W4 10,000 x 10 to a follower (ms)', w4 && fmt(w4.median), w4?.median < 40, '< 40');
+  const w5 = rows.find((r) => r.workload === 'w5-4-tabs-500-each-concurrent');
+  check('W5 4-tab rate / one-tab autocommit rate', w5?.rate_ratio?.toFixed(1), w5?.rate_ratio >= 10, '≥ 10');
+  const w6 = get('sqlite-tabs', 'w6-notify-8-tabs');
+  check('W6 commit -> 8 tabs p50 (ms)', w6 && fmt(w6.median), w6?.median < 5, '< 5');
+  const first = get('sqlite-tabs', 'w7-first-tab');
+  check('W7 first tab cold open (ms)', first && fmt(first.median), first?.median < 120, '< 120');
+  const join = get('sqlite-tabs', 'w7-joining-tab');
+  check('W7 tab joining a leader (ms)', join && fmt(join.median), join?.median < 40, '< 40');
+}
+
+const now = new Date().toISOString();
+const md = `# Benchmarks
+
+Produced by \`cargo xtask bench\` on ${now} (${os.cpus().length} cores, ${os.cpus()[0]?.model ?? 'unknown CPU'}),
+release build, headless Chromium (Debian), pages served with COOP/COEP for fine timers.
+Every engine ran in this one run; ratios below compare numbers of this run only.
+
+Workloads: W0 10,000 round trips; W1 1,000 single-row inserts, one commit each; W2
+100,000 inserts in one transaction (one \`batch()\` for sqlite-tabs); W3 5,000 primary-key
+lookups; W4 rows x 10 columns returned to a follower tab; W5 4 tabs x 500 autocommit
+inserts at once vs one tab one after another; W6 commit -> notification in 8 tabs; W7
+cold open -> first query; W8 failover (table at the end).
+
+## Targets
+
+| target | this run | wanted | |
+| --- | --- | --- | --- |
+${checks.join('\n')}
+
+## All results
+
+${table.join('\n')}
+
+## Failover (W8)
+
+\`\`\`
+${failover.trim()}
+\`\`\`
+`;
+fs.writeFileSync(mdPath, md);
+fs.writeFileSync(jsonPath, JSON.stringify({ date: now, results: stats, checks }, null, 2));
+console.log(['', ...checks, '', ...table].join('\n'));
+console.log(`\nwrote ${mdPath} and ${jsonPath}`);
