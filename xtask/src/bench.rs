@@ -70,10 +70,12 @@ pub fn bench(root: &Path) -> Result<()> {
         c
     };
     step(&mut node("bench/ours.mjs"), &mut lines)?;
-    if root.join("bench/peers/node_modules").is_dir() {
+    let peers = root.join("bench/peers");
+    if peers.join("package-lock.json").exists() {
+        setup::ensure_npm_deps_in(&peers)?;
         step(&mut node("../bench/peers/run.mjs"), &mut lines)?;
     } else {
-        println!("peers skipped: bench/peers/node_modules is missing (npm ci in bench/peers)");
+        println!("peers skipped: bench/peers has no package-lock.json");
     }
     let failover = step(&mut node("bench/failover.mjs"), &mut lines)?;
 

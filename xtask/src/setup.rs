@@ -240,13 +240,18 @@ fn mtime(path: &Path) -> Option<SystemTime> {
 
 /// Runs `npm ci` in `tests/` when `node_modules` is missing or older than the lockfile.
 fn ensure_npm_deps(root: &Path) -> Result<()> {
-    let tests = root.join("tests");
-    let lock = tests.join("package-lock.json");
+    ensure_npm_deps_in(&root.join("tests"))
+}
+
+/// Runs `npm ci` in `dir` when its `node_modules` is missing or older than its
+/// lockfile (the benchmarks' peer engines live in a folder of their own).
+pub fn ensure_npm_deps_in(dir: &Path) -> Result<()> {
+    let lock = dir.join("package-lock.json");
     if !lock.exists() {
         return Err(format!("{} is missing", lock.display()).into());
     }
-    let installed = mtime(&tests.join("node_modules/.package-lock.json"));
-    let wanted = [mtime(&lock), mtime(&tests.join("package.json"))]
+    let installed = mtime(&dir.join("node_modules/.package-lock.json"));
+    let wanted = [mtime(&lock), mtime(&dir.join("package.json"))]
         .into_iter()
         .flatten()
         .max();
@@ -261,7 +266,7 @@ fn ensure_npm_deps(root: &Path) -> Result<()> {
         Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])
             .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-            .current_dir(&tests),
+            .current_dir(dir),
     )
 }
 
