@@ -16,13 +16,31 @@
 // W6  commit -> notification received in 8 tabs (max over tabs).
 // W7  cold open -> first query: the first tab, and a tab joining a running leader.
 import { chromium } from '@playwright/test';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { launchOptions, baseURL } from '../chromium.js';
 
 const REPEATS = Number(process.env.REPEATS || 5);
 const out = (engine, workload, samples, extra = {}) =>
   console.log(JSON.stringify({ engine, workload, samples_ms: samples, ...extra }));
 
-const browser = await chromium.launch({ ...launchOptions, headless: true });
+// A fresh on-disk profile per context: OPFS in Playwright's default
+// incognito-style contexts is several times slower, and the peers are
+// measured on disk too.
+const contexts = [];
+const newContext = async () => {
+  const dir = fs.mkdtempSync(path.join(process.env.TMPDIR || os.tmpdir(), 'sqlite-tabs-bench-'));
+  const context = await chromium.launchPersistentContext(dir, { ...launchOptions, headless: true });
+  contexts.push(context);
+  const close = context.close.bind(context);
+  context.close = async () => {
+    await close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  return context;
+};
+const browser = { newContext, close: async () => Promise.all(contexts.map((c) => c.close().catch(() => {}))) };
 const blank = async (context) => {
   const page = await context.newPage();
   await page.route('**/blank.html', (r) =>

@@ -10,7 +10,18 @@ const rows = fs
   .readFileSync(linesPath, 'utf8')
   .split('\n')
   .filter((l) => l.trim().startsWith('{'))
-  .map((l) => JSON.parse(l));
+  .map((l) => JSON.parse(l))
+  // The peers' runner (bench/peers/run.mjs) names things its own way.
+  .map((r) =>
+    r.samples_ms || !Array.isArray(r.samples)
+      ? r
+      : {
+          engine: r.params ? `${r.engine} ${r.params.journal_mode}/${r.params.locking_mode}` : r.engine,
+          workload: r.workload === 'open' ? 'w7-cold-open' : r.workload,
+          samples_ms: r.samples,
+          pragmas: r.effectivePragmas,
+        },
+  );
 const failover = failoverPath && fs.existsSync(failoverPath) ? fs.readFileSync(failoverPath, 'utf8') : '';
 
 const sorted = (xs) => [...xs].sort((a, b) => a - b);
@@ -47,7 +58,7 @@ const check = (what, value, ok, target) =>
   const ours = get('sqlite-tabs-leader', 'w2');
   const w2 = native && ours ? native.median / ours.median : undefined;
   check('W2 throughput vs native rusqlite', w2 === undefined ? undefined : `${(w2 * 100).toFixed(0)}%`, w2 >= 0.4, '≥ 40%');
-  for (const peer of ['sqlite-wasm', 'wa-sqlite']) {
+  for (const peer of ['sqlite-wasm wal/exclusive', 'wa-sqlite wal/exclusive']) {
     const p = get(peer, 'w2');
     const r2 = ratio(ours, p);
     check(`W2 sqlite-tabs / ${peer}`, r2?.toFixed(2), r2 < 1, '< 1');
@@ -70,7 +81,9 @@ const now = new Date().toISOString();
 const md = `# Benchmarks
 
 Produced by \`cargo xtask bench\` on ${now} (${os.cpus().length} cores, ${os.cpus()[0]?.model ?? 'unknown CPU'}),
-release build, headless Chromium (Debian), pages served with COOP/COEP for fine timers.
+release build, headless Chromium (Debian) with an on-disk profile (OPFS in Playwright's
+default incognito-style contexts is several times slower), pages served with COOP/COEP
+for fine timers.
 Every engine ran in this one run; ratios below compare numbers of this run only.
 
 Workloads: W0 10,000 round trips; W1 1,000 single-row inserts, one commit each; W2
