@@ -60,6 +60,25 @@ pub fn bench(root: &Path) -> Result<()> {
             .arg(&tmp),
         &mut lines,
     )?;
+    // The engine called directly in its worker (no router, no JS API).
+    step(
+        Command::new("cargo")
+            .current_dir(root.join("crates/db-worker"))
+            .args([
+                "test",
+                "--release",
+                "--target",
+                crate::setup::WASM_TARGET,
+                "--test",
+                "pragma_bench",
+                "--",
+                "--include-ignored",
+                "--nocapture",
+            ])
+            .env("CHROMEDRIVER", crate::setup::CHROMEDRIVER)
+            .env("TMPDIR", &tmp),
+        &mut lines,
+    )?;
     let node = |script: &str| {
         let mut c = Command::new("node");
         c.current_dir(root.join("tests"))

@@ -1,5 +1,8 @@
-//! Benchmark (not a test): journal and locking modes side by side on the real
-//! OPFS pool. Ignored in test runs; run it in release with
+//! Benchmark (not a test): the engine called directly in its dedicated worker
+//! on the real OPFS pool, journal and locking modes side by side (1,000
+//! autocommit inserts, 100,000 inserts in one batch, 5,000 key lookups).
+//! Prints a table and one JSON line per mode and workload for
+//! `cargo xtask bench`. Ignored in test runs; run it in release with
 //! `CHROMEDRIVER=/usr/bin/chromedriver cargo test --release --target wasm32-unknown-unknown -p sqlite-tabs-db-worker --test pragma_bench -- --include-ignored --nocapture`
 #![cfg(target_arch = "wasm32")]
 
@@ -23,7 +26,9 @@ fn now() -> f64 {
 #[wasm_bindgen_test]
 #[ignore = "benchmark: run with --include-ignored --nocapture in release"]
 async fn journal_and_locking_modes() {
-    console_log!("mode                 | 300 autocommit inserts | 10k-row batch | 5000 pk lookups");
+    console_log!(
+        "mode                 | 1000 autocommit inserts | 100k-row batch | 5000 pk lookups"
+    );
     for (journal_mode, exclusive_locking) in [
         (JournalMode::Delete, false),
         (JournalMode::Delete, true),
@@ -63,7 +68,7 @@ async fn journal_and_locking_modes() {
         .result
         .unwrap();
         let t0 = now();
-        for i in 0..300 {
+        for i in 0..1000 {
             e.execute(
                 id(),
                 Request::Run {
@@ -76,7 +81,7 @@ async fn journal_and_locking_modes() {
             .unwrap();
         }
         let autocommit = now() - t0;
-        let statements: Vec<Statement> = (0..10_000)
+        let statements: Vec<Statement> = (0..100_000)
             .map(|i| Statement {
                 sql: "INSERT INTO t(a, b) VALUES (?, ?)".into(),
                 params: vec![Value::Text(format!("batch row {i}")), Value::Integer(i)],
@@ -93,7 +98,7 @@ async fn journal_and_locking_modes() {
                 id(),
                 Request::Query {
                     sql: "SELECT a, b FROM t WHERE id = ?".into(),
-                    params: vec![Value::Integer(1 + (i * 7919) % 10_000)],
+                    params: vec![Value::Integer(1 + (i * 7919) % 100_000)],
                     tx: None,
                 },
             )
@@ -106,10 +111,24 @@ async fn journal_and_locking_modes() {
             format!("{journal_mode:?}"),
             exclusive_locking,
             autocommit,
-            autocommit / 300.0,
+            autocommit / 1000.0,
             batch,
             lookups
         );
+        let engine = format!(
+            "sqlite-tabs-engine-in-worker {}/{}",
+            format!("{journal_mode:?}").to_lowercase(),
+            if exclusive_locking {
+                "exclusive"
+            } else {
+                "normal"
+            }
+        );
+        for (workload, ms) in [("w1", autocommit), ("w2", batch), ("w3", lookups)] {
+            console_log!(
+                r#"{{"engine":"{engine}","workload":"{workload}","samples_ms":[{ms:.3}]}}"#
+            );
+        }
         db.close().unwrap();
     }
 }
