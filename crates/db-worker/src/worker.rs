@@ -302,11 +302,9 @@ impl Worker {
         let weak: Weak<Worker> = Rc::downgrade(self);
         let handler = PortHandler::new(move |event: MessageEvent| {
             let Some(worker) = weak.upgrade() else { return };
-            let data = event.data();
-            let Some(buffer) = data.dyn_ref::<ArrayBuffer>() else {
+            let Some(bytes) = message_bytes(&event) else {
                 return;
             };
-            let bytes = Uint8Array::new(buffer).to_vec();
             let Ok(ToWorker::Request(envelope)) = decode::<ToWorker>(&bytes) else {
                 return;
             };
@@ -412,14 +410,12 @@ impl Worker {
     }
 
     fn on_message(self: &Rc<Self>, event: MessageEvent) {
-        let data = event.data();
-        let Some(buffer) = data.dyn_ref::<ArrayBuffer>() else {
+        let Some(bytes) = message_bytes(&event) else {
             self.post(&FromWorker::Rejected(Error::bad_request(
                 "sqlite-tabs worker: expected a protocol message (ArrayBuffer)",
             )));
             return;
         };
-        let bytes = Uint8Array::new(buffer).to_vec();
         match decode::<ToWorker>(&bytes) {
             Ok(ToWorker::Open(params)) => self.open(params),
             Ok(ToWorker::Request(envelope)) => self.request(envelope),
@@ -458,11 +454,9 @@ impl Worker {
         let weak: Weak<Worker> = Rc::downgrade(self);
         let handler = PortHandler::new(move |event: MessageEvent| {
             let Some(worker) = weak.upgrade() else { return };
-            let data = event.data();
-            let Some(buffer) = data.dyn_ref::<ArrayBuffer>() else {
+            let Some(bytes) = message_bytes(&event) else {
                 return;
             };
-            let bytes = Uint8Array::new(buffer).to_vec();
             match decode::<ToWorker>(&bytes) {
                 // A port carries requests of the client it was brokered for.
                 Ok(ToWorker::Request(envelope)) if envelope.id.client == client => {
@@ -662,6 +656,14 @@ impl Worker {
         }
         self.post(&FromWorker::Closed);
     }
+}
+
+/// The bytes of a protocol message (an ArrayBuffer), if it is one.
+fn message_bytes(event: &MessageEvent) -> Option<Vec<u8>> {
+    event
+        .data()
+        .dyn_ref::<ArrayBuffer>()
+        .map(|buffer| Uint8Array::new(buffer).to_vec())
 }
 
 fn to_buffer(message: &FromWorker) -> ArrayBuffer {
