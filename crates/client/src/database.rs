@@ -712,6 +712,9 @@ impl Inner {
                         &format!("sqlite-tabs: this tab could not take over the database: {e}")
                             .into(),
                     );
+                    // A running tab stays a candidate: queue again behind the
+                    // others (each try waits up to 10 s for the files).
+                    self.campaign();
                 }
             }
         }
