@@ -121,6 +121,12 @@ impl Scheduler {
         }
     }
 
+    /// Whether the request could join a group commit (see
+    /// [`Engine::groupable`]).
+    pub fn groupable(&mut self, request: &Request) -> bool {
+        self.engine.groupable(request)
+    }
+
     /// Expires the lease if its deadline has passed.
     pub fn on_timer(&mut self, now: f64) -> Output {
         let mut out = Output::default();

@@ -556,13 +556,29 @@ impl Worker {
         });
     }
 
-    /// Takes a request. Requests are not run at once but collected until
-    /// the messages already queued for this worker have been read (one hop
+    /// Takes a request. Writes are not run at once but collected until the
+    /// messages already queued for this worker have been read (one hop
     /// through a MessageChannel): writes that arrive while a commit flushes
-    /// then share the next commit (group commit).
+    /// then share the next commit (group commit). Anything behind them waits
+    /// in the same queue, so every client's requests keep their order.
     fn request(&self, envelope: RequestEnvelope) {
         let mut state = self.state.borrow_mut();
+        // Nothing waits before it and it cannot share a commit: run it now
+        // rather than pay the collecting hop (reads, mostly).
+        let run_now = match &mut *state {
+            State::Open { scheduler, .. } => {
+                self.inbox.borrow().is_empty() && !scheduler.groupable(&envelope.request)
+            }
+            _ => false,
+        };
         match &mut *state {
+            State::Open { scheduler, .. } if run_now => {
+                let out = scheduler.submit(envelope, now());
+                let deadline = scheduler.next_deadline();
+                drop(state);
+                self.send(out);
+                self.rearm(deadline);
+            }
             State::Open { .. } => {
                 drop(state);
                 self.inbox.borrow_mut().push(envelope);
