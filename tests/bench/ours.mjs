@@ -19,7 +19,8 @@ import { chromium } from '@playwright/test';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { launchOptions, baseURL } from '../chromium.js';
+import { launchOptions } from '../chromium.js';
+import { isolatedBlankPage } from './blank.mjs';
 
 const REPEATS = Number(process.env.REPEATS || 5);
 const out = (engine, workload, samples, extra = {}) =>
@@ -41,21 +42,7 @@ const newContext = async () => {
   return context;
 };
 const browser = { newContext, close: async () => Promise.all(contexts.map((c) => c.close().catch(() => {}))) };
-const blank = async (context) => {
-  const page = await context.newPage();
-  await page.route('**/blank.html', (r) =>
-    r.fulfill({
-      contentType: 'text/html',
-      headers: {
-        'Cross-Origin-Opener-Policy': 'same-origin',
-        'Cross-Origin-Embedder-Policy': 'require-corp',
-      },
-      body: '<!doctype html><title>bench</title>',
-    }),
-  );
-  await page.goto(`${baseURL()}/blank.html`);
-  return page;
-};
+const blank = (context) => isolatedBlankPage(context);
 const openDb = (page, name) =>
   page.evaluate(async (name) => {
     const t0 = performance.now();
@@ -241,7 +228,6 @@ try {
           return performance.now() - t0;
         }),
       );
-      const t0 = Date.now();
       const spans = await Promise.all(
         tabs.map((p, tab) =>
           p.evaluate(async (tab) => {
@@ -254,7 +240,6 @@ try {
         ),
       );
       multi.push(Math.max(...spans.map((s) => s[1])) - Math.min(...spans.map((s) => s[0])));
-      void t0;
     }
     out('sqlite-tabs', 'w5-one-tab-500-sequential', single);
     out('sqlite-tabs', 'w5-4-tabs-500-each-concurrent', multi, {

@@ -9,7 +9,8 @@
 // (ii) memory of a page with vs without an idle database worker, by
 //     performance.measureUserAgentSpecificMemory() (page + its workers).
 import { chromium } from '@playwright/test';
-import { launchOptions, baseURL } from '../chromium.js';
+import { launchOptions } from '../chromium.js';
+import { isolatedBlankPage } from './blank.mjs';
 
 const RUNS = Number(process.env.RUNS || 20);
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -25,18 +26,7 @@ const memory = { without: [], with: [] };
 try {
   for (let i = 0; i < RUNS; i++) {
     const context = await browser.newContext();
-    const page = await context.newPage();
-    await page.route('**/blank.html', (r) =>
-      r.fulfill({
-        contentType: 'text/html',
-        headers: {
-          'Cross-Origin-Opener-Policy': 'same-origin',
-          'Cross-Origin-Embedder-Policy': 'require-corp',
-        },
-        body: '<!doctype html><title>worker cost</title>',
-      }),
-    );
-    await page.goto(`${baseURL()}/blank.html`);
+    const page = await isolatedBlankPage(context, 'worker cost');
     const r = await page.evaluate(async () => {
       const measure = async () =>
         self.crossOriginIsolated && performance.measureUserAgentSpecificMemory

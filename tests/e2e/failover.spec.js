@@ -10,6 +10,7 @@ import {
   checkWrites,
   countCodes,
   crashPage,
+  demoState,
   epochs,
   forwardPageErrors,
   leaderFlags,
@@ -432,20 +433,7 @@ test('the first tab (it started the router) crashes as a follower: the others go
   const fresh = await context.newPage();
   forwardPageErrors(fresh, 'new tab');
   await fresh.goto('/');
-  const state = await fresh
-    .waitForFunction(
-      () => {
-        if (window.db) return 'open';
-        const status = document.querySelector('[data-testid="status"]');
-        return status && status.dataset.state === 'error' ? status.textContent : null;
-      },
-      null,
-      { timeout: 30_000 },
-    )
-    .then(
-      (h) => h.jsonValue(),
-      () => 'not open after 30 s',
-    );
+  const state = await demoState(fresh, 30_000);
   expect(state, 'a new tab opens the database after the crash').toBe('open');
   const rows = await fresh.evaluate(() => window.db.query('SELECT v FROM host_crash ORDER BY id'));
   expect(rows).toEqual([{ v: 'survivor 0' }, { v: 'survivor 1' }]);

@@ -33,6 +33,27 @@ export async function waitForDb(page) {
   if (result !== 'ok') throw new Error(`the demo could not open the database: ${result}`);
 }
 
+/**
+ * Waits (at most `timeoutMs`) until the demo in `page` has its database open: resolves to
+ * 'open', the status line's error text, or a 'not open after …' message.
+ */
+export async function demoState(page, timeoutMs) {
+  return page
+    .waitForFunction(
+      () => {
+        if (window.db) return 'open';
+        const status = document.querySelector('[data-testid="status"]');
+        return status && status.dataset.state === 'error' ? status.textContent : null;
+      },
+      null,
+      { timeout: timeoutMs, polling: 100 },
+    )
+    .then(
+      (h) => h.jsonValue(),
+      (e) => `not open after ${timeoutMs} ms (${e.message.split('\n')[0]})`,
+    );
+}
+
 /** A string unlikely to occur twice: marks the rows one test run writes. */
 export function uniqueMarker(prefix = 'e2e') {
   return `${prefix}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;

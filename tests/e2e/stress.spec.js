@@ -6,6 +6,7 @@ import {
   checkWrites,
   collectPageErrors,
   countCodes,
+  demoState,
   epochs,
   leaderFlags,
   openDemo,
@@ -18,24 +19,6 @@ import {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const STORM_MS = Number(process.env.STORM_MS || 30_000);
-
-/** Waits (at most `timeoutMs`) until the demo in `page` has its database open, or failed. */
-async function demoState(page, timeoutMs) {
-  return page
-    .waitForFunction(
-      () => {
-        if (window.db) return 'open';
-        const status = document.querySelector('[data-testid="status"]');
-        return status && status.dataset.state === 'error' ? status.textContent : null;
-      },
-      null,
-      { timeout: timeoutMs, polling: 100 },
-    )
-    .then(
-      (h) => h.jsonValue(),
-      (e) => `not open after ${timeoutMs} ms (${e.message.split('\n')[0]})`,
-    );
-}
 
 test('reload storm: 6 tabs reload at random while a 7th writes; no acknowledged write is lost', async ({
   context,

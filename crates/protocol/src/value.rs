@@ -18,19 +18,6 @@ pub enum Value {
     Blob(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
-impl Value {
-    /// SQLite's name for the value's storage class, for error messages.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Value::Null => "null",
-            Value::Integer(_) => "integer",
-            Value::Real(_) => "real",
-            Value::Text(_) => "text",
-            Value::Blob(_) => "blob",
-        }
-    }
-}
-
 impl From<i64> for Value {
     fn from(v: i64) -> Self {
         Value::Integer(v)
