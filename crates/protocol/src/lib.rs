@@ -7,6 +7,7 @@
 
 mod codec;
 mod codes;
+mod compact;
 mod error;
 mod message;
 mod value;

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Value};
@@ -24,8 +26,9 @@ pub struct TxId(pub u64);
 /// One statement with its bound parameters, as in `batch()`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Statement {
-    /// Exactly one SQL statement.
-    pub sql: String,
+    /// Exactly one SQL statement; shared by the statements of a batch that
+    /// repeat it.
+    pub sql: Arc<str>,
     /// Values for its `?` / `?NNN` / `:name` parameters, in index order.
     pub params: Vec<Value>,
 }
@@ -61,6 +64,7 @@ pub enum Request {
     /// Run several statements atomically: all of them or none.
     Batch {
         /// The statements, in order.
+        #[serde(with = "crate::compact::statements")]
         statements: Vec<Statement>,
     },
     /// Start an interactive transaction; other requests wait until it ends.
@@ -156,7 +160,7 @@ pub enum Reply {
     /// `Run` result.
     Run(RunResult),
     /// One result per statement of a `Batch`.
-    Batch(Vec<RunResult>),
+    Batch(#[serde(with = "crate::compact::run_results")] Vec<RunResult>),
     /// `Begin` started this transaction.
     Began(TxId),
     /// `ChangesSince`: the commits, oldest first; `complete` is false when
