@@ -55,21 +55,30 @@ pub fn format_table(rows: &[Row]) -> String {
     out
 }
 
-/// Measures every `.wasm` and `.js` file directly in `dist` and returns the table text.
+/// Measures every `.wasm` and `.js` file in `dist` (wasm-bindgen's `snippets/`
+/// included) and returns the table text.
 pub fn table(dist: &Path) -> Result<String> {
     let mut rows: Vec<Row> = Vec::new();
-    for entry in fs::read_dir(dist).map_err(|e| format!("reading {}: {e}", dist.display()))? {
-        let path = entry?.path();
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-        if !path.is_file() || !matches!(ext, "wasm" | "js") {
-            continue;
+    let mut dirs = vec![dist.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).map_err(|e| format!("reading {}: {e}", dir.display()))? {
+            let path = entry?.path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+            if !matches!(ext, "wasm" | "js") {
+                continue;
+            }
+            let data = fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+            let name = path
+                .strip_prefix(dist)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .into_owned();
+            rows.push((name, data.len() as u64, gzip_len(&data)?));
         }
-        let data = fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        rows.push((name, data.len() as u64, gzip_len(&data)?));
     }
     // .wasm first (they dominate), then .js, each by name.
     rows.sort_by(|a, b| (!a.0.ends_with(".wasm"), &a.0).cmp(&(!b.0.ends_with(".wasm"), &b.0)));
