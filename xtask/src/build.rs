@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::setup::{toml_string, WASM_TARGET};
-use crate::{cmd, sizes, Result};
+use crate::{cmd, sizes, wasm_opt, Result};
 
 /// The wasm crates: (cargo package, output file stem).
 pub const WASM_CRATES: [(&str, &str); 3] = [
@@ -64,6 +64,12 @@ pub fn build(root: &Path, release: bool) -> Result<()> {
                 .args(["--out-name", stem])
                 .arg(wasm.strip_prefix(root).unwrap_or(&wasm)),
         )?;
+    }
+
+    if release {
+        for (_, stem) in WASM_CRATES {
+            wasm_opt::optimize(root, &dist.join(format!("{stem}_bg.wasm")))?;
+        }
     }
 
     copy_js_entries(root, &dist)?;
@@ -148,13 +154,12 @@ pub fn workspace_field(root: &Path, key: &str) -> Result<String> {
     Err(format!("no [workspace.package] {key} in {}", path.display()).into())
 }
 
-/// Names of the files that go into the published package (all but the build report
-/// and package.json itself), sorted.
+/// Names of the files and folders (wasm-bindgen's `snippets/`) that go into the
+/// published package (all but the build report and package.json itself), sorted.
 fn package_files(dist: &Path) -> Result<Vec<String>> {
     let mut files: Vec<String> = fs::read_dir(dist)
         .map_err(|e| format!("reading {}: {e}", dist.display()))?
         .filter_map(|entry| entry.ok())
-        .filter(|entry| entry.path().is_file())
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .filter(|name| name != "package.json" && name != "SIZES.txt")
         .collect();

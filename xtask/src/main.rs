@@ -10,6 +10,7 @@ mod serve;
 mod setup;
 mod sizes;
 mod test;
+mod wasm_opt;
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
