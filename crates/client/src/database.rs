@@ -1107,9 +1107,8 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
     *inner.router_handler.borrow_mut() = Some(on_router);
 
     let joined = async {
-        ready_rx.await.map_err(|_| {
-            Error::new(ErrorCode::WorkerFailed, "the database worker did not start")
-        })?;
+        // Joining the router does not need this tab's worker: a tab joining
+        // a running leader does it while its worker still loads.
         // The router watches this lock to learn when the tab dies, so it must
         // be held before the router hears of the tab.
         let tab_lock = format!("sqlite-tabs:{name}:tab:{}", inner.client.0);
@@ -1125,7 +1124,14 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
             client: inner.client,
             tab_lock,
         });
-        inner.campaign();
+        // Only a tab whose worker runs may lead. A worker that fails to load
+        // drops `ready_tx` and fails `connected` (on_worker_error).
+        let candidate = inner.clone();
+        spawn_local(async move {
+            if ready_rx.await.is_ok() && !candidate.closed.get() {
+                candidate.campaign();
+            }
+        });
         if inner.fallback.is_some() {
             // Makes a live leader announce itself to this tab (it answers
             // the first request of every tab it hears from).
