@@ -65,6 +65,8 @@ const check = (what, value, ok, target) =>
   }
   const w3 = ratio(get('sqlite-tabs-engine-in-worker wal/exclusive', 'w3'), get('native', 'w3'));
   check('W3 engine in its worker / native (both wal/exclusive)', w3?.toFixed(1), w3 <= 2, '≤ 2');
+  const floor = ratio(get('rusqlite-in-worker wal/exclusive', 'w3'), get('native', 'w3'));
+  check('(context) W3 rusqlite alone in the worker / native', floor?.toFixed(1), floor <= 2, '—');
   const w3l = ratio(get('sqlite-tabs-leader', 'w3'), get('native', 'w3'));
   check('W3 through the JS API from the leader / native', w3l?.toFixed(1), w3l <= 2, '≤ 2');
   const w4 = get('sqlite-tabs-follower', 'w4-10000x10');
@@ -77,6 +79,13 @@ const check = (what, value, ok, target) =>
   check('W7 first tab cold open (ms)', first && fmt(first.median), first?.median < 120, '< 120');
   const join = get('sqlite-tabs', 'w7-joining-tab');
   check('W7 tab joining a leader (ms)', join && fmt(join.median), join?.median < 40, '< 40');
+  // The build's size table (cargo xtask build writes it next to the package).
+  const sizes = new URL('../../dist/SIZES.txt', import.meta.url);
+  const total = fs.existsSync(sizes)
+    ? fs.readFileSync(sizes, 'utf8').split('\n').find((l) => l.startsWith('total'))
+    : undefined;
+  const kib = total ? Number(total.trim().split(/\s+/).at(-2)) : undefined;
+  check('everything a tab downloads, gzip (KiB)', kib, kib < 450, '< 450');
 }
 
 const now = new Date().toISOString();

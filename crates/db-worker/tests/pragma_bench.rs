@@ -92,13 +92,32 @@ async fn journal_and_locking_modes() {
             .result
             .unwrap();
         let batch = now() - t0;
+        // The same table as native rusqlite's and the peers' W3: 10,000 rows.
+        e.execute(
+            id(),
+            Request::Exec {
+                sql: "CREATE TABLE l(id INTEGER PRIMARY KEY, a TEXT, b INTEGER)".into(),
+                tx: None,
+            },
+        )
+        .result
+        .unwrap();
+        let rows: Vec<Statement> = (0..10_000)
+            .map(|i| Statement {
+                sql: "INSERT INTO l(a, b) VALUES (?, ?)".into(),
+                params: vec![Value::Text(format!("row {i}")), Value::Integer(i)],
+            })
+            .collect();
+        e.execute(id(), Request::Batch { statements: rows })
+            .result
+            .unwrap();
         let t0 = now();
         for i in 0..5000 {
             e.execute(
                 id(),
                 Request::Query {
-                    sql: "SELECT a, b FROM t WHERE id = ?".into(),
-                    params: vec![Value::Integer(1 + (i * 7919) % 100_000)],
+                    sql: "SELECT a, b FROM l WHERE id = ?".into(),
+                    params: vec![Value::Integer(1 + (i * 7919) % 10_000)],
                     tx: None,
                 },
             )
@@ -106,6 +125,20 @@ async fn journal_and_locking_modes() {
             .unwrap();
         }
         let lookups = now() - t0;
+        // The floor: the same lookups straight through rusqlite in this
+        // worker (one prepared statement, no requests, no replies).
+        let direct = {
+            let conn = e.connection();
+            let mut stmt = conn.prepare("SELECT a, b FROM l WHERE id = ?1").unwrap();
+            let t0 = now();
+            for i in 0..5000i64 {
+                let row: (String, i64) = stmt
+                    .query_row([1 + (i * 7919) % 10_000], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .unwrap();
+                std::hint::black_box(row);
+            }
+            now() - t0
+        };
         console_log!(
             "{:<8} exclusive={:<5} | {:>8.1} ms ({:.2} ms/commit) | {:>8.1} ms | {:>8.1} ms",
             format!("{journal_mode:?}"),
@@ -124,11 +157,40 @@ async fn journal_and_locking_modes() {
                 "normal"
             }
         );
+        let pragma = |name: &str| -> String {
+            let conn = e.connection();
+            conn.query_row(&format!("PRAGMA {name}"), [], |r| {
+                r.get::<_, rusqlite::types::Value>(0)
+            })
+            .map(|v| match v {
+                rusqlite::types::Value::Integer(i) => i.to_string(),
+                rusqlite::types::Value::Text(t) => t.to_lowercase(),
+                other => format!("{other:?}"),
+            })
+            .unwrap_or_default()
+        };
+        let synchronous = match pragma("synchronous").as_str() {
+            "0" => "OFF",
+            "1" => "NORMAL",
+            "2" => "FULL",
+            "3" => "EXTRA",
+            _ => "?",
+        };
+        let pragmas = format!(
+            r#"{{"page_size":{},"journal_mode":"{}","locking_mode":"{}","synchronous":"{synchronous}"}}"#,
+            pragma("page_size"),
+            pragma("journal_mode"),
+            pragma("locking_mode"),
+        );
         for (workload, ms) in [("w1", autocommit), ("w2", batch), ("w3", lookups)] {
             console_log!(
-                r#"{{"engine":"{engine}","workload":"{workload}","samples_ms":[{ms:.3}]}}"#
+                r#"{{"engine":"{engine}","workload":"{workload}","samples_ms":[{ms:.3}],"pragmas":{pragmas}}}"#
             );
         }
+        let rusqlite = engine.replace("sqlite-tabs-engine-in-worker", "rusqlite-in-worker");
+        console_log!(
+            r#"{{"engine":"{rusqlite}","workload":"w3","samples_ms":[{direct:.3}],"pragmas":{pragmas}}}"#
+        );
         db.close().unwrap();
     }
 }
