@@ -202,6 +202,19 @@ pub fn package_json(version: &str, license: &str, files: &[String]) -> String {
     ".": {{
       "types": "./index.d.ts",
       "default": "./index.js"
+    }},
+    "./react": {{
+      "types": "./react.d.ts",
+      "default": "./react.js"
+    }},
+    "./package.json": "./package.json"
+  }},
+  "peerDependencies": {{
+    "react": ">=18"
+  }},
+  "peerDependenciesMeta": {{
+    "react": {{
+      "optional": true
     }}
   }},
   "sideEffects": false,
@@ -234,5 +247,9 @@ mod tests {
         assert!(json.contains(r#""license": "MIT""#));
         assert!(json.contains("    \"index.js\",\n    \"a\\\"b.js\"\n  ]"));
         assert!(json.contains(r#""default": "./index.js""#));
+        assert!(json.contains(r#""default": "./react.js""#));
+        assert!(json.contains(r#""types": "./react.d.ts""#));
+        assert!(json
+            .contains("\"peerDependenciesMeta\": {\n    \"react\": {\n      \"optional\": true"));
     }
 }
