@@ -11,9 +11,9 @@ export default defineConfig({
   },
   optimizeDeps: {
     // Pre-bundling moves index.js into node_modules/.vite/deps, away from the
-    // worker and wasm files its `new URL('./…', import.meta.url)` point to
-    // (Vite 7 and earlier). Vite 8 rewrites those URLs, so there it only keeps
-    // `sqlite-tabs` and `sqlite-tabs/react` sharing one copy of index.js.
+    // worker and wasm files its `new URL('./…', import.meta.url)` point to, and
+    // the dev server cannot start the database (Vite 7 and earlier). Vite 8
+    // rewrites those URLs and would work without it; kept for older Vites.
     exclude: ['sqlite-tabs'],
   },
 });
