@@ -62,6 +62,10 @@ export type QueryResult<T = Row> =
  * - A bad statement or bad parameters give `error` (a `SqliteTabsError`); nothing is
  *   thrown and no promise rejection goes unhandled.
  * - Unmounting stops the live query.
+ *
+ * Errors are those of the first run for these `sql` and `params`: if a later re-run
+ * fails (another tab dropped the table, say), the last rows stay and `watch` logs the
+ * failure to the console.
  */
 export function useQuery<T = Row>(sql: string, params?: readonly Value[]): QueryResult<T>;
 
