@@ -14,12 +14,12 @@ function loadWasm() {
   return loading;
 }
 
-// Bundlers (Vite, webpack, Parcel) bundle a worker script, with its imports and
-// wasm, only when it is written exactly like this: `new Worker(new URL('…',
-// import.meta.url), { type: 'module' })`. A bare `new URL()` handed to the
-// wasm client would be copied as a lone file whose imports are missing. Without
-// a bundler the browser resolves the same URLs next to this file. The router's
-// URL and name must be the same in every tab, or tabs would not share it.
+// Bundlers such as Vite bundle a worker script, with its imports and wasm, only
+// when it is written exactly like this: `new Worker(new URL('…',
+// import.meta.url), { type: 'module' })`. A URL handed to the wasm client as a
+// string escapes them: `vite build` left db-worker.js out of the app entirely.
+// Without a bundler the browser resolves the same URLs next to this file. The
+// router's URL and name must be the same in every tab, or tabs would not share it.
 const createWorker = (name) =>
   new Worker(new URL('./db-worker.js', import.meta.url), { type: 'module', name });
 const createSharedWorker = (name) =>
