@@ -1,11 +1,12 @@
-//! `cargo xtask build`: compile the three browser crates to wasm, run wasm-bindgen and
-//! assemble the npm package `sqlite-tabs` in `dist/`.
+//! `cargo xtask build`: compile the three browser crates to wasm, run wasm-bindgen,
+//! assemble the npm package `sqlite-tabs` in `dist/`, install it into the apps that use
+//! it by name (the React demo and the tests' React fixture) and build the demo with Vite.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::setup::{toml_string, WASM_TARGET};
+use crate::setup::{ensure_npm_deps_in, toml_string, WASM_TARGET};
 use crate::{cmd, sizes, wasm_opt, Result};
 
 /// The wasm crates: (cargo package, output file stem).
@@ -24,6 +25,10 @@ const JS_DIRS: [&str; 3] = [
 
 /// Files the package cannot work without (the `main`/`module` entry).
 const REQUIRED_ENTRY: &str = "index.js";
+
+/// Folders of apps that import the package by name from their `node_modules`, as a
+/// user's app does: the React demo and the end-to-end tests (React hooks fixture).
+const PACKAGE_USERS: [&str; 2] = ["demo", "tests"];
 
 /// Builds everything into `<root>/dist` (release profile unless `release` is false)
 /// and prints the size table. Does not run setup.
@@ -87,6 +92,58 @@ pub fn build(root: &Path, release: bool) -> Result<()> {
     fs::write(dist.join("SIZES.txt"), &table)
         .map_err(|e| format!("writing dist/SIZES.txt: {e}"))?;
     println!("package ready in {}", dist.display());
+
+    // The demo's npm install takes the package from dist/, so it can only run now.
+    ensure_npm_deps_in(&root.join("demo"))?;
+    for app in PACKAGE_USERS {
+        install_package(&dist, &root.join(app))?;
+    }
+    build_demo(root)
+}
+
+/// Copies the package in `dist` to `<app>/node_modules/sqlite-tabs`, replacing what
+/// is there: what npm installs from a registry tarball (`package.json` and its
+/// `files`), but refreshed at every build, which a `file:` dependency of npm is not.
+fn install_package(dist: &Path, app: &Path) -> Result<()> {
+    let target = app.join("node_modules").join("sqlite-tabs");
+    // A symlink (npm's default for `file:`) is removed, not followed.
+    if fs::symlink_metadata(&target).is_ok_and(|m| m.file_type().is_symlink()) {
+        fs::remove_file(&target).map_err(|e| format!("removing {}: {e}", target.display()))?;
+    }
+    clean_dir(&target)?;
+    let files = package_files(dist)?;
+    for name in files.iter().map(String::as_str).chain(["package.json"]) {
+        copy_tree(&dist.join(name), &target.join(name))
+            .map_err(|e| format!("copying dist/{name} to {}: {e}", target.display()))?;
+    }
+    Ok(())
+}
+
+/// Copies a file, or a folder with everything in it (wasm-bindgen's `snippets/`).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    if from.is_dir() {
+        fs::create_dir_all(to)?;
+        for entry in fs::read_dir(from)? {
+            let entry = entry?;
+            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+        }
+        Ok(())
+    } else {
+        fs::copy(from, to).map(drop)
+    }
+}
+
+/// Builds the React demo (`demo/` into `demo/dist/`) with its own Vite, against the
+/// package installed in its `node_modules`.
+fn build_demo(root: &Path) -> Result<()> {
+    cmd::run(Command::new("npx").current_dir(root.join("demo")).args([
+        "--no-install",
+        "vite",
+        "build",
+        "--logLevel",
+        "warn",
+    ]))?;
+    println!("demo built in {}", root.join("demo/dist").display());
     Ok(())
 }
 
@@ -207,6 +264,19 @@ pub fn package_json(version: &str, license: &str, files: &[String]) -> String {
     ".": {{
       "types": "./index.d.ts",
       "default": "./index.js"
+    }},
+    "./react": {{
+      "types": "./react.d.ts",
+      "default": "./react.js"
+    }},
+    "./package.json": "./package.json"
+  }},
+  "peerDependencies": {{
+    "react": ">=18"
+  }},
+  "peerDependenciesMeta": {{
+    "react": {{
+      "optional": true
     }}
   }},
   "sideEffects": false,
@@ -239,5 +309,9 @@ mod tests {
         assert!(json.contains(r#""license": "MIT""#));
         assert!(json.contains("    \"index.js\",\n    \"a\\\"b.js\"\n  ]"));
         assert!(json.contains(r#""default": "./index.js""#));
+        assert!(json.contains(r#""default": "./react.js""#));
+        assert!(json.contains(r#""types": "./react.d.ts""#));
+        assert!(json
+            .contains("\"peerDependenciesMeta\": {\n    \"react\": {\n      \"optional\": true"));
     }
 }

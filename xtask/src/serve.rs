@@ -1,9 +1,10 @@
 //! A small static HTTP/1.1 server for the demo and the end-to-end tests.
 //!
-//! Bound to 127.0.0.1 only. `/dist/…` maps to `<root>/dist/…`, `/bench/…` to
-//! `<root>/bench/…`, every other path to
-//! `<root>/demo/…` (`/` is `demo/index.html`). One thread per connection, keep-alive,
-//! `Cache-Control: no-store`; COOP/COEP headers only when `isolated`.
+//! Bound to 127.0.0.1 only. `/dist/…` maps to `<root>/dist/…` (the package),
+//! `/bench/…` to `<root>/bench/…`, `/fixtures/…` to `<root>/target/fixtures/…` (test
+//! pages built by the end-to-end suite), every other path to the built React demo,
+//! `<root>/demo/dist/…` (`/` is `demo/dist/index.html`). One thread per connection,
+//! keep-alive, `Cache-Control: no-store`; COOP/COEP headers only when `isolated`.
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -76,7 +77,7 @@ impl Drop for Server {
 
 /// What every connection handler needs to know.
 struct Site {
-    /// The repository root (holds `demo/` and `dist/`).
+    /// The repository root (holds `demo/dist/` and `dist/`).
     root: PathBuf,
     /// Send COOP/COEP headers.
     isolated: bool,
@@ -328,6 +329,14 @@ fn respond(request: &Request, root: &Path) -> Response {
     let Some(path) = resolve(root, &request.target) else {
         return not_found();
     };
+    let demo = root.join("demo").join("dist");
+    if path.starts_with(&demo) && !demo.join("index.html").is_file() {
+        return Response::text(
+            404,
+            "Not Found",
+            "404 Not Found: the demo is not built; run `cargo xtask build`\n",
+        );
+    }
     match fs::read(&path) {
         Ok(body) => Response {
             status: 200,
@@ -341,8 +350,9 @@ fn respond(request: &Request, root: &Path) -> Response {
 }
 
 /// Maps a request target to a file: `/dist/…` under `root/dist`, `/bench/…` under
-/// `root/bench` (benchmark pages and peer engines), anything else under `root/demo`,
-/// a directory to its `index.html`. `None` for targets that try to leave
+/// `root/bench` (benchmark pages and peer engines), `/fixtures/…` under
+/// `root/target/fixtures`, anything else under `root/demo/dist` (Vite's build of the
+/// demo, whose pages ask for `/assets/…`), a directory to its `index.html`. `None` for targets that try to leave
 /// those folders (`..`) or are not origin-form paths.
 pub fn resolve(root: &Path, target: &str) -> Option<PathBuf> {
     let path = target.split(['?', '#']).next().unwrap_or("");
@@ -363,7 +373,8 @@ pub fn resolve(root: &Path, target: &str) -> Option<PathBuf> {
     let (mut file, rest) = match segments.split_first() {
         Some((&"dist", rest)) => (root.join("dist"), rest),
         Some((&"bench", rest)) => (root.join("bench"), rest),
-        _ => (root.join("demo"), &segments[..]),
+        Some((&"fixtures", rest)) => (root.join("target").join("fixtures"), rest),
+        _ => (root.join("demo").join("dist"), &segments[..]),
     };
     file.extend(rest);
     if file.is_dir() {
@@ -427,11 +438,14 @@ mod tests {
                 thread::current().id()
             ));
             let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(dir.join("demo/sub")).unwrap();
+            fs::create_dir_all(dir.join("demo/dist/sub")).unwrap();
             fs::create_dir_all(dir.join("dist")).unwrap();
-            fs::write(dir.join("demo/index.html"), "<h1>demo</h1>").unwrap();
-            fs::write(dir.join("demo/app.js"), "export {};").unwrap();
-            fs::write(dir.join("demo/sub/index.html"), "sub").unwrap();
+            fs::create_dir_all(dir.join("target/fixtures/react")).unwrap();
+            fs::write(dir.join("demo/dist/index.html"), "<h1>demo</h1>").unwrap();
+            fs::write(dir.join("demo/dist/app.js"), "export {};").unwrap();
+            fs::write(dir.join("demo/dist/sub/index.html"), "sub").unwrap();
+            fs::write(dir.join("demo/package.json"), "{}").unwrap();
+            fs::write(dir.join("target/fixtures/react/hooks.html"), "hooks").unwrap();
             fs::write(dir.join("dist/mod.wasm"), b"\0asm\x01\0\0\0").unwrap();
             fs::write(dir.join("dist/index.js"), "export const x = 1;").unwrap();
             fs::write(dir.join("secret.txt"), "nope").unwrap();
@@ -464,7 +478,7 @@ mod tests {
     #[test]
     fn maps_urls_to_files() {
         let root = Path::new("/r");
-        let demo = |p: &str| Some(root.join("demo").join(p));
+        let demo = |p: &str| Some(root.join("demo/dist").join(p));
         assert_eq!(resolve(root, "/app.js?x=1#y"), demo("app.js"));
         assert_eq!(
             resolve(root, "/dist/index.js"),
@@ -477,6 +491,11 @@ mod tests {
             resolve(root, "/bench/raw/echo-worker.js"),
             Some(root.join("bench/raw/echo-worker.js"))
         );
+        assert_eq!(
+            resolve(root, "/fixtures/react/hooks.html"),
+            Some(root.join("target/fixtures/react/hooks.html"))
+        );
+        assert_eq!(resolve(root, "/assets/a.js"), demo("assets/a.js"));
         assert_eq!(resolve(root, "/%2e%2e/Cargo.toml"), None);
         assert_eq!(resolve(root, "/a\\..\\b"), None);
         assert_eq!(resolve(root, "/%zz"), None);
@@ -512,12 +531,14 @@ mod tests {
         );
         assert!(get(port, "/sub/").ends_with("\r\n\r\nsub"));
         assert!(get(port, "/app.js").contains("text/javascript"));
+        assert!(get(port, "/fixtures/react/hooks.html").ends_with("\r\n\r\nhooks"));
 
         for target in [
             "/nope.js",
             "/../secret.txt",
             "/%2e%2e/secret.txt",
             "/dist/../../secret.txt",
+            "/../package.json",
         ] {
             let r = get(port, target);
             assert!(r.starts_with("HTTP/1.1 404 "), "{target}: {r}");
@@ -538,6 +559,20 @@ mod tests {
         );
         let garbage = exchange(port, "garbage\r\n\r\n");
         assert!(garbage.starts_with("HTTP/1.1 400 "), "{garbage}");
+        server.stop();
+    }
+
+    #[test]
+    fn says_when_the_demo_is_not_built() {
+        let site = TempSite::new("unbuilt");
+        fs::remove_dir_all(site.0.join("demo/dist")).unwrap();
+        let server = serve(&site.0, 0, false).unwrap();
+        let index = get(server.port(), "/");
+        assert!(
+            index.starts_with("HTTP/1.1 404 ") && index.contains("cargo xtask build"),
+            "{index}"
+        );
+        assert!(get(server.port(), "/dist/index.js").starts_with("HTTP/1.1 200 OK"));
         server.stop();
     }
 
@@ -564,6 +599,19 @@ mod tests {
             assert!(client.join().unwrap().starts_with("HTTP/1.1 200 OK"));
         }
         drop(server);
-        assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+        // Nobody answers any more. The connect itself may succeed: a process that
+        // another test forks holds a copy of the listening socket until it execs,
+        // and the connection is then reset.
+        let answer = TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .and_then(|mut c| {
+                c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+                c.write_all(b"GET /app.js HTTP/1.1\r\nConnection: close\r\n\r\n")
+                    .ok()?;
+                let mut out = String::new();
+                c.read_to_string(&mut out).ok()?;
+                Some(out).filter(|out| !out.is_empty())
+            });
+        assert_eq!(answer, None);
     }
 }

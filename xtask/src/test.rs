@@ -20,7 +20,8 @@ pub enum Suite {
     Wasm,
     /// The release build of the package into `dist/`.
     Build,
-    /// Playwright end-to-end tests against the demo.
+    /// Playwright end-to-end tests: the JS API through the demo (as Vite builds it and
+    /// in Vite's dev server), tabs and failover, and the React hooks on a fixture page.
     E2e,
 }
 
@@ -218,7 +219,8 @@ fn wasm_tests(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Serves the demo and dist/ on an ephemeral port and runs Playwright against it.
+/// Serves the demo and dist/ on an ephemeral port and runs Playwright against it
+/// (whose global setup builds the React fixture pages into target/fixtures/).
 fn e2e(root: &Path) -> Result<()> {
     let tmp = test_tmpdir(root)?;
     let server = serve::serve(root, 0, false)?;

@@ -14,10 +14,26 @@ export interface RunResult {
 
 /** Options of {@link open}. */
 export interface OpenOptions {
-  /** URL of `db-worker.js`; defaults to the file next to this module. */
+  /**
+   * URL of `db-worker.js`. By default the worker is started with
+   * `new Worker(new URL('./db-worker.js', import.meta.url), { type: 'module', name })`,
+   * the form bundlers recognise, so it works next to this module and bundled.
+   */
   workerUrl?: string | URL;
-  /** URL of `shared-worker.js` (the router); defaults to the file next to this module. */
+  /** URL of `shared-worker.js` (the router); the default works like `workerUrl`'s. */
   sharedWorkerUrl?: string | URL;
+  /**
+   * Starts the dedicated database worker (`db-worker.js`) as a module worker named
+   * `name`; takes precedence over `workerUrl`. For bundlers that need the worker
+   * written in your own code.
+   */
+  createWorker?: (name: string) => Worker;
+  /**
+   * Starts the router (`shared-worker.js`) as a module SharedWorker named `name`;
+   * takes precedence over `sharedWorkerUrl`. It must give the same script URL in
+   * every tab, or tabs would not share one router.
+   */
+  createSharedWorker?: (name: string) => SharedWorker;
   /** Milliseconds before a request rejects with `TIMEOUT` (default 30000). */
   timeoutMs?: number;
   /** Milliseconds before `open` rejects with `TIMEOUT` (default 20000). */

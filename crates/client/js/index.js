@@ -14,17 +14,30 @@ function loadWasm() {
   return loading;
 }
 
+// Bundlers such as Vite bundle a worker script, with its imports and wasm, only
+// when it is written exactly like this: `new Worker(new URL('…',
+// import.meta.url), { type: 'module' })`. A URL handed to the wasm client as a
+// string escapes them: `vite build` left db-worker.js out of the app entirely.
+// Without a bundler the browser resolves the same URLs next to this file. The
+// router's URL and name must be the same in every tab, or tabs would not share it.
+const createWorker = (name) =>
+  new Worker(new URL('./db-worker.js', import.meta.url), { type: 'module', name });
+const createSharedWorker = (name) =>
+  new SharedWorker(new URL('./shared-worker.js', import.meta.url), { type: 'module', name });
+
 /**
  * Opens (creating if needed) the database `name`, persisted in the Origin
  * Private File System. See index.d.ts for the options.
  */
 export async function open(name, options = {}) {
   await loadWasm();
-  const workerUrl = String(options.workerUrl ?? new URL('./db-worker.js', import.meta.url));
-  const sharedWorkerUrl = String(
-    options.sharedWorkerUrl ?? new URL('./shared-worker.js', import.meta.url),
-  );
-  const inner = await openDatabase(name, { ...options, workerUrl, sharedWorkerUrl });
+  const resolved = { ...options };
+  // An explicit URL wins over the default factory; the wasm client prefers a factory.
+  if (resolved.workerUrl != null) resolved.workerUrl = String(resolved.workerUrl);
+  else resolved.createWorker ??= createWorker;
+  if (resolved.sharedWorkerUrl != null) resolved.sharedWorkerUrl = String(resolved.sharedWorkerUrl);
+  else resolved.createSharedWorker ??= createSharedWorker;
+  const inner = await openDatabase(name, resolved);
   return new Database(inner);
 }
 

@@ -76,8 +76,8 @@ struct Inner {
     worker: Worker,
     /// The SharedWorker router's port; `None` in fallback mode.
     router: RefCell<Option<MessagePort>>,
-    /// URL of the router script, to start a new one if it dies.
-    router_url: Option<String>,
+    /// Where the router comes from, to start a new one if it dies.
+    router_source: Option<Spawn>,
     /// Waits on the router's lock: granted when the router died.
     router_watch: RefCell<Option<Held>>,
     /// Reads the router's port (set again on a new router's port).
@@ -385,8 +385,10 @@ impl Inner {
         if self.closed.get() {
             return;
         }
-        let Some(url) = &self.router_url else { return };
-        let port = match start_router(url, &self.name) {
+        let Some(source) = &self.router_source else {
+            return;
+        };
+        let port = match start_router(source, &self.name) {
             Ok(port) => port,
             Err(e) => {
                 web_sys::console::error_1(&format!("sqlite-tabs: {e}").into());
@@ -945,15 +947,78 @@ pub async fn open_database(name: JsValue, options: JsValue) -> Result<Database, 
         .map_err(|e| to_js_error(&e))
 }
 
-/// Connects to the router SharedWorker of database `name`.
-fn start_router(url: &str, name: &str) -> Result<MessagePort, Error> {
-    let options = WorkerOptions::new();
-    options.set_type(WorkerType::Module);
-    options.set_name(&format!("sqlite-tabs:{name}"));
-    SharedWorker::new_with_worker_options(url, &options)
+/// Where a worker comes from: a script URL, or a JS function that takes the
+/// worker's name and returns the started worker. Bundlers (Vite, webpack,
+/// Parcel) only bundle a worker script written as
+/// `new Worker(new URL('…', import.meta.url))` in JavaScript, so `index.js`
+/// passes such functions by default.
+enum Spawn {
+    Url(String),
+    Factory(Function),
+}
+
+impl Spawn {
+    /// `options[factory_key]` when it is a function, else `options[url_key]`.
+    fn from_options(options: &JsValue, factory_key: &str, url_key: &str) -> Option<Spawn> {
+        Reflect::get(options, &factory_key.into())
+            .ok()
+            .and_then(|f| f.dyn_into::<Function>().ok())
+            .map(Spawn::Factory)
+            .or_else(|| option_str(options, url_key).map(Spawn::Url))
+    }
+
+    /// Says where the worker comes from, for error messages.
+    fn origin(&self, factory_key: &str) -> String {
+        match self {
+            Spawn::Url(url) => url.clone(),
+            Spawn::Factory(_) => format!("options.{factory_key}"),
+        }
+    }
+
+    /// Calls the factory with the worker's `name`; the result must be a `T`.
+    fn call<T: JsCast>(f: &Function, name: &str, what: &str) -> Result<T, JsValue> {
+        f.call1(&JsValue::UNDEFINED, &JsValue::from_str(name))?
+            .dyn_into::<T>()
+            .map_err(|_| JsValue::from_str(&format!("it did not return a {what}")))
+    }
+}
+
+/// Starts this tab's dedicated database worker for database `name`.
+fn start_worker(source: &Spawn, name: &str) -> Result<Worker, Error> {
+    let worker_name = format!("sqlite-tabs {name}");
+    let worker = match source {
+        Spawn::Url(url) => {
+            let options = WorkerOptions::new();
+            options.set_type(WorkerType::Module);
+            options.set_name(&worker_name);
+            Worker::new_with_options(url, &options)
+        }
+        Spawn::Factory(f) => Spawn::call::<Worker>(f, &worker_name, "Worker"),
+    };
+    worker.map_err(worker_failed(format!(
+        "could not start the database worker from {}",
+        source.origin("createWorker")
+    )))
+}
+
+/// Connects to the router SharedWorker of database `name`. Every tab must
+/// reach the same one, which the browser picks by script URL and name.
+fn start_router(source: &Spawn, name: &str) -> Result<MessagePort, Error> {
+    let router_name = format!("sqlite-tabs:{name}");
+    let shared = match source {
+        Spawn::Url(url) => {
+            let options = WorkerOptions::new();
+            options.set_type(WorkerType::Module);
+            options.set_name(&router_name);
+            SharedWorker::new_with_worker_options(url, &options)
+        }
+        Spawn::Factory(f) => Spawn::call::<SharedWorker>(f, &router_name, "SharedWorker"),
+    };
+    shared
         .map(|shared| shared.port())
         .map_err(worker_failed(format!(
-            "could not start the router from {url}"
+            "could not start the router from {}",
+            source.origin("createSharedWorker")
         )))
 }
 
@@ -970,26 +1035,22 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
     } else {
         Object::new().into()
     };
-    let worker_url = option_str(&options, "workerUrl")
+    let worker_source = Spawn::from_options(&options, "createWorker", "workerUrl")
         .ok_or_else(|| Error::bad_request("options.workerUrl must be the URL of db-worker.js"))?;
     // Chrome for Android has no SharedWorker: tabs then reach the leader's
     // worker over BroadcastChannel.
     let has_shared_worker = Reflect::get(&js_sys::global(), &"SharedWorker".into())
         .map(|v| v.is_function())
         .unwrap_or(false);
-    let router_url = option_str(&options, "sharedWorkerUrl").filter(|_| has_shared_worker);
+    let router_source = Spawn::from_options(&options, "createSharedWorker", "sharedWorkerUrl")
+        .filter(|_| has_shared_worker);
     let timeout_ms = timeout_option(&options, "timeoutMs", DEFAULT_TIMEOUT_MS)?;
     let open_timeout_ms = timeout_option(&options, "openTimeoutMs", DEFAULT_OPEN_TIMEOUT_MS)?;
     let memory_fallback = option_bool(&options, "memoryFallback");
 
-    let worker_options = WorkerOptions::new();
-    worker_options.set_type(WorkerType::Module);
-    worker_options.set_name(&format!("sqlite-tabs {name}"));
-    let worker = Worker::new_with_options(&worker_url, &worker_options).map_err(worker_failed(
-        format!("could not start the database worker from {worker_url}"),
-    ))?;
-    let router = match &router_url {
-        Some(url) => Some(start_router(url, &name)?),
+    let worker = start_worker(&worker_source, &name)?;
+    let router = match &router_source {
+        Some(source) => Some(start_router(source, &name)?),
         None => None,
     };
     let fallback = match router {
@@ -1010,7 +1071,7 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
         name: name.clone(),
         worker,
         router: RefCell::new(router),
-        router_url,
+        router_source,
         router_watch: RefCell::new(None),
         router_handler: RefCell::new(None),
         tab_lock_name: RefCell::new(String::new()),
@@ -1049,7 +1110,7 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
         }
     });
     let weak: Weak<Inner> = Rc::downgrade(&inner);
-    let url = worker_url.clone();
+    let url = worker_source.origin("createWorker");
     let on_error = Handler::new(move |event: JsValue| {
         if let Some(inner) = weak.upgrade() {
             let detail = event
