@@ -4,6 +4,7 @@ use std::rc::{Rc, Weak};
 
 use futures_channel::oneshot;
 use futures_util::future::{select, Either};
+use gloo_timers::callback::Timeout;
 use gloo_timers::future::TimeoutFuture;
 use js_sys::{Array, ArrayBuffer, Function, Object, Promise, Reflect, Uint8Array};
 use sqlite_tabs_protocol::{
@@ -61,6 +62,8 @@ struct Watch {
 struct Pending {
     request: Request,
     reply: oneshot::Sender<Result<Reply, Error>>,
+    /// When it fails with TIMEOUT (`Date.now()` milliseconds).
+    deadline: f64,
 }
 
 /// The port to the leader's worker, brokered by the router for one epoch.
@@ -89,6 +92,9 @@ struct Inner {
     next_seq: Cell<u64>,
     // Ordered by id, so re-sent requests keep their order.
     pending: RefCell<BTreeMap<RequestId, Pending>>,
+    /// One timer for the earliest deadline of all pending requests, rather
+    /// than a setTimeout/clearTimeout pair per request.
+    deadline_timer: RefCell<Option<Timeout>>,
     link: RefCell<Option<Link>>,
     epoch: Cell<Epoch>,
     timeout_ms: u32,
@@ -796,30 +802,68 @@ impl Inner {
             Pending {
                 request: request.clone(),
                 reply: tx,
+                deadline: js_sys::Date::now() + f64::from(self.timeout_ms),
             },
         );
+        self.arm_deadline_timer();
         self.send(id, request);
-        match select(rx, TimeoutFuture::new(self.timeout_ms)).await {
-            Either::Left((Ok(result), _)) => result,
-            Either::Left((Err(_canceled), _)) => {
-                Err(Error::new(ErrorCode::Closed, "the database was closed"))
-            }
-            Either::Right(((), _)) => {
-                self.pending.borrow_mut().remove(&id);
-                let waiting = if self.link.borrow().is_none() {
-                    " (no tab owned the database in that time)"
-                } else {
-                    ""
-                };
-                Err(Error::new(
-                    ErrorCode::Timeout,
-                    format!(
-                        "no answer within {} ms{waiting}; a write may still be applied",
-                        self.timeout_ms
-                    ),
-                ))
-            }
+        rx.await.unwrap_or_else(|_canceled| {
+            Err(Error::new(ErrorCode::Closed, "the database was closed"))
+        })
+    }
+
+    /// Arms the deadline timer for the earliest pending deadline unless it
+    /// is armed already (it then fires no later than that deadline).
+    fn arm_deadline_timer(self: &Rc<Self>) {
+        if self.deadline_timer.borrow().is_some() {
+            return;
         }
+        let earliest = self
+            .pending
+            .borrow()
+            .values()
+            .map(|p| p.deadline)
+            .fold(f64::INFINITY, f64::min);
+        if !earliest.is_finite() {
+            return;
+        }
+        let delay = (earliest - js_sys::Date::now()).clamp(0.0, f64::from(u32::MAX)) as u32;
+        let weak = Rc::downgrade(self);
+        *self.deadline_timer.borrow_mut() = Some(Timeout::new(delay, move || {
+            if let Some(inner) = weak.upgrade() {
+                inner.expire_pending();
+            }
+        }));
+    }
+
+    /// Fails the requests whose deadline passed with TIMEOUT.
+    fn expire_pending(self: &Rc<Self>) {
+        self.deadline_timer.borrow_mut().take();
+        let now = js_sys::Date::now();
+        let waiting = if self.link.borrow().is_none() {
+            " (no tab owned the database in that time)"
+        } else {
+            ""
+        };
+        let expired: Vec<Pending> = {
+            let mut pending = self.pending.borrow_mut();
+            let ids: Vec<RequestId> = pending
+                .iter()
+                .filter(|(_, p)| p.deadline <= now)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter().filter_map(|id| pending.remove(id)).collect()
+        };
+        for p in expired {
+            let _ = p.reply.send(Err(Error::new(
+                ErrorCode::Timeout,
+                format!(
+                    "no answer within {} ms{waiting}; a write may still be applied",
+                    self.timeout_ms
+                ),
+            )));
+        }
+        self.arm_deadline_timer();
     }
 
     fn fail_pending(&self, error: &Error) {
@@ -1079,6 +1123,7 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
         client: random_client_id(),
         next_seq: Cell::new(0),
         pending: RefCell::new(BTreeMap::new()),
+        deadline_timer: RefCell::new(None),
         link: RefCell::new(None),
         epoch: Cell::new(Epoch(0)),
         timeout_ms,
