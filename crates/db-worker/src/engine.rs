@@ -89,6 +89,9 @@ pub struct Access {
     pub pragma: bool,
     /// Changes the schema, which can change what other statements access.
     pub schema_change: bool,
+    /// Leaves the database unchanged (`sqlite3_stmt_readonly`); known for
+    /// statements analysed by [`Engine::access`].
+    pub readonly: bool,
 }
 
 impl Access {
@@ -397,9 +400,10 @@ impl Engine {
         }
         arm(&self.recorder);
         // Uncached prepare: a statement-cache hit would skip the authorizer.
-        let prepared = self.conn.prepare(sql).map(drop);
-        let access = Arc::new(disarm(&self.recorder));
-        prepared.map_err(sql_error)?;
+        let prepared = self.conn.prepare(sql).map(|stmt| stmt.readonly());
+        let mut access = disarm(&self.recorder);
+        access.readonly = prepared.map_err(sql_error)?;
+        let access = Arc::new(access);
         if self.access.len() >= STATEMENT_CACHE {
             self.access.clear();
         }
@@ -781,9 +785,11 @@ impl Engine {
 
     /// `query` or `run` outside an interactive transaction.
     fn single(&mut self, id: RequestId, sql: &str, params: &[Value], rows: bool) -> Outcome {
-        let readonly = match self.conn.prepare_cached(sql) {
-            Ok(stmt) => stmt.readonly(),
-            Err(e) => return Outcome::reply(Err(sql_error(e))),
+        // From the access cache: preparing it here would cost a second
+        // statement-cache lookup per request.
+        let readonly = match self.access(sql) {
+            Ok(access) => access.readonly,
+            Err(e) => return Outcome::reply(Err(e)),
         };
         if readonly {
             let mut ignored = BTreeSet::new();
