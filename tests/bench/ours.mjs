@@ -14,7 +14,8 @@
 // W5  4 tabs each doing 500 single-row autocommit inserts at once, next to one tab
 //     doing them one after another (each its own commit).
 // W6  commit -> notification received in 8 tabs (max over tabs).
-// W7  cold open -> first query: the first tab, and a tab joining a running leader.
+// W7  cold open -> first query: the first tab (first visit to the origin, and a returning
+//     visit after all tabs closed), and a tab joining a running leader.
 import { chromium } from '@playwright/test';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -281,17 +282,28 @@ try {
 
   // ---- W7: cold open, first tab and joining tab ----------------------------------
   {
+    // First visit: a new profile (no HTTP or code cache, no database yet).
+    // Returning visit: the same profile after every tab of the app closed,
+    // as the peers' cold open is measured (their worker in a page that
+    // loaded it before).
     const first = [];
     const joining = [];
+    const returning = [];
     for (let r = 0; r < REPEATS * 2; r++) {
       const context = await browser.newContext();
       const a = await blank(context);
       first.push(await openDb(a, 'bench.db'));
       const b = await blank(context);
       joining.push(await openDb(b, 'bench.db'));
+      await a.close();
+      await b.close();
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const c = await blank(context);
+      returning.push(await openDb(c, 'bench.db'));
       await context.close();
     }
     out('sqlite-tabs', 'w7-first-tab', first);
+    out('sqlite-tabs', 'w7-first-tab-returning', returning);
     out('sqlite-tabs', 'w7-joining-tab', joining);
   }
 } finally {

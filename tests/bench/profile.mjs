@@ -2,7 +2,7 @@
 // Runs the workload three times to warm up, then once under V8's sampling
 // profiler and prints the top functions by self time. With a running
 // `cargo xtask serve --isolated --no-build --port 8191`:
-//   cd tests && SQLITE_TABS_BASE_URL=http://127.0.0.1:8191 node bench/profile.mjs w2|w4|select1
+//   cd tests && SQLITE_TABS_BASE_URL=http://127.0.0.1:8191 node bench/profile.mjs w2|w4|w5|select1
 // TARGET=db-worker profiles the database worker instead of the page (through
 // CDP's Target.sendMessageToTarget); FOLLOWER=1 runs it from a follower tab.
 import { chromium } from '@playwright/test';
@@ -42,6 +42,13 @@ const body = {
     const db = window.db;
     const t0 = performance.now();
     for (let i = 0; i < 10000; i++) await db.query('SELECT 1');
+    return performance.now() - t0;
+  },
+  w5: async (r) => {
+    const db = window.db;
+    await db.exec(`CREATE TABLE w5_${r}(id INTEGER PRIMARY KEY, a TEXT)`);
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: 2000 }, (_, i) => db.run(`INSERT INTO w5_${r}(a) VALUES (?)`, [`row ${i}`])));
     return performance.now() - t0;
   },
   w4: async (r) => {
