@@ -8,7 +8,7 @@ use gloo_timers::callback::Timeout;
 use gloo_timers::future::TimeoutFuture;
 use js_sys::{Array, ArrayBuffer, Function, Object, Promise, Reflect, Uint8Array};
 use sqlite_tabs_protocol::{
-    decode, encode, ChangeEvent, ClientId, Epoch, Error, ErrorCode, FromRouter, FromWorker,
+    decode, encode, Answer, ChangeEvent, ClientId, Epoch, Error, ErrorCode, FromRouter, FromWorker,
     OpenInfo, OpenParams, Reply, Request, RequestEnvelope, RequestId, Storage, ToRouter, ToWorker,
     TxId,
 };
@@ -244,6 +244,12 @@ impl Inner {
                 }
                 self.on_reply(id, result);
             }
+            // Answers of a group are for one client.
+            Ok(FromWorker::Replies(answers))
+                if answers.first().is_some_and(|a| a.id.client == self.client) =>
+            {
+                self.on_answers(answers);
+            }
             Ok(FromWorker::Leader { epoch }) if epoch > self.epoch.get() => {
                 self.new_epoch(epoch);
             }
@@ -280,7 +286,13 @@ impl Inner {
                 }
                 self.on_reply(id, result);
             }
+            FromWorker::Replies(answers) => self.on_answers(answers),
             FromWorker::Changed(event) => self.on_change(event),
+            FromWorker::ChangedAll(events) => {
+                for event in events {
+                    self.on_change(event);
+                }
+            }
             FromWorker::Closed => {
                 if let Some(tx) = self.worker_closed.borrow_mut().take() {
                     let _ = tx.send(());
@@ -293,6 +305,15 @@ impl Inner {
             }
             // Only sent on the fallback channel.
             FromWorker::Leader { .. } => {}
+        }
+    }
+
+    fn on_answers(self: &Rc<Self>, answers: Vec<Answer>) {
+        for Answer { id, result, change } in answers {
+            if let Some(change) = change {
+                self.on_change(change);
+            }
+            self.on_reply(id, result);
         }
     }
 
@@ -1181,8 +1202,14 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
         else {
             return;
         };
-        if let Ok(FromWorker::Changed(change)) = decode::<FromWorker>(&bytes) {
-            inner.on_change(change);
+        match decode::<FromWorker>(&bytes) {
+            Ok(FromWorker::Changed(change)) => inner.on_change(change),
+            Ok(FromWorker::ChangedAll(changes)) => {
+                for change in changes {
+                    inner.on_change(change);
+                }
+            }
+            _ => {}
         }
     });
     inner

@@ -10,8 +10,8 @@ use std::rc::{Rc, Weak};
 use js_sys::{ArrayBuffer, Uint8Array};
 use rusqlite::{Connection, OpenFlags};
 use sqlite_tabs_protocol::{
-    decode, encode, peek_request_id, ClientId, Epoch, Error, ErrorCode, FromWorker, OpenInfo,
-    OpenParams, RequestEnvelope, Storage, ToWorker,
+    decode, encode, peek_request_id, Answer, ClientId, Epoch, Error, ErrorCode, FromWorker,
+    OpenInfo, OpenParams, RequestEnvelope, Storage, ToWorker,
 };
 use sqlite_wasm_vfs::sahpool::{self, OpfsSAHError, OpfsSAHPoolCfgBuilder, OpfsSAHPoolUtil};
 use wasm_bindgen::prelude::*;
@@ -368,17 +368,38 @@ impl Worker {
             ..
         } = &*self.state.borrow()
         {
-            for change in &out.changes {
-                // Structured clone copies the bytes to every tab.
-                let bytes =
-                    Uint8Array::from(encode(&FromWorker::Changed(change.clone())).as_slice());
+            // One broadcast per group of commits: each postMessage costs
+            // far more than its bytes (structured clone copies them to
+            // every tab).
+            let message = match out.changes.as_slice() {
+                [] => None,
+                [change] => Some(FromWorker::Changed(change.clone())),
+                changes => Some(FromWorker::ChangedAll(changes.to_vec())),
+            };
+            if let Some(message) = message {
+                let bytes = Uint8Array::from(encode(&message).as_slice());
                 if let Err(e) = channel.post_message(&bytes.buffer()) {
                     web_sys::console::error_2(&"sqlite-tabs worker: broadcast failed".into(), &e);
                 }
             }
         }
+        // Likewise one message per client for the answers of a group.
+        let mut by_client: Vec<(ClientId, Vec<Answer>)> = Vec::new();
         for (id, result, change) in out.replies {
-            self.post_to(id.client, &FromWorker::Reply { id, result, change });
+            let answer = Answer { id, result, change };
+            match by_client.iter_mut().find(|(c, _)| *c == id.client) {
+                Some((_, answers)) => answers.push(answer),
+                None => by_client.push((id.client, vec![answer])),
+            }
+        }
+        for (client, mut answers) in by_client {
+            let message = if answers.len() == 1 {
+                let Answer { id, result, change } = answers.remove(0);
+                FromWorker::Reply { id, result, change }
+            } else {
+                FromWorker::Replies(answers)
+            };
+            self.post_to(client, &message);
         }
     }
 

@@ -211,6 +211,31 @@ mod tests {
                 }),
             });
         }
+        roundtrip(FromWorker::Replies(vec![
+            crate::Answer {
+                id: id(1),
+                result: Ok(Reply::Done),
+                change: Some(ChangeEvent {
+                    seq: 4,
+                    tables: vec!["t".into()],
+                }),
+            },
+            crate::Answer {
+                id: id(2),
+                result: Err(Error::new(ErrorCode::Timeout, "late")),
+                change: None,
+            },
+        ]));
+        roundtrip(FromWorker::ChangedAll(vec![
+            ChangeEvent {
+                seq: 5,
+                tables: vec!["a".into()],
+            },
+            ChangeEvent {
+                seq: 6,
+                tables: vec![],
+            },
+        ]));
         roundtrip(FromWorker::Ready);
         roundtrip(FromWorker::Opened(Ok(OpenInfo {
             storage: Storage::Opfs,

@@ -16,7 +16,8 @@ pub use codec::{decode, encode, peek_request_id, DecodeError, MAX_MESSAGE_BYTES}
 pub use codes::result_code_name;
 pub use error::{Error, ErrorCode};
 pub use message::{
-    ChangeEvent, ClientId, Epoch, FromRouter, FromWorker, OpenInfo, OpenParams, Reply, Request,
-    RequestEnvelope, RequestId, Rows, RunResult, Statement, Storage, ToRouter, ToWorker, TxId,
+    Answer, ChangeEvent, ClientId, Epoch, FromRouter, FromWorker, OpenInfo, OpenParams, Reply,
+    Request, RequestEnvelope, RequestId, Rows, RunResult, Statement, Storage, ToRouter, ToWorker,
+    TxId,
 };
 pub use value::Value;

@@ -267,6 +267,23 @@ pub enum FromWorker {
         /// The leader term.
         epoch: Epoch,
     },
+    /// Answers to several requests of one client, in order: what a group
+    /// commit produces. One message instead of one each, since every
+    /// `postMessage` costs more than the bytes it carries.
+    Replies(Vec<Answer>),
+    /// Several commits, oldest first (a group commit's), in one broadcast.
+    ChangedAll(Vec<ChangeEvent>),
+}
+
+/// One answer of [`FromWorker::Replies`], as in [`FromWorker::Reply`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    /// The request's id.
+    pub id: RequestId,
+    /// Its outcome.
+    pub result: Result<Reply, Error>,
+    /// The commit the request made.
+    pub change: Option<ChangeEvent>,
 }
 
 /// Which leader term a message belongs to. Grows by one each time a tab
