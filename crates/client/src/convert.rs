@@ -273,23 +273,26 @@ pub fn from_value(v: &Value) -> JsValue {
 
 /// Rows as objects keyed by column name (a later duplicate name wins).
 pub fn rows_to_objects(rows: &Rows) -> Array {
-    rows_to_js(rows, false)
+    rows_to_js(rows, &column_names(rows), false)
 }
 
 /// Rows as `{ columns, rows }` with each row an array.
 pub fn rows_to_raw(rows: &Rows) -> Object {
     let obj = Object::new();
+    let columns = column_names(rows);
     KEYS.with(|k| {
-        let columns: Array = rows.columns.iter().map(|c| JsValue::from_str(c)).collect();
+        let _ = Reflect::set(&obj, &k.rows, &rows_to_js(rows, &columns, true));
         let _ = Reflect::set(&obj, &k.columns, &columns);
-        let _ = Reflect::set(&obj, &k.rows, &rows_to_js(rows, true));
     });
     obj
 }
 
+fn column_names(rows: &Rows) -> Array {
+    rows.columns.iter().map(|c| JsValue::from_str(c)).collect()
+}
+
 /// Packs the values for `marshal.js`, which builds the rows.
-fn rows_to_js(rows: &Rows, raw: bool) -> Array {
-    let columns: Array = rows.columns.iter().map(|c| JsValue::from_str(c)).collect();
+fn rows_to_js(rows: &Rows, columns: &Array, raw: bool) -> Array {
     let mut tags = Vec::with_capacity(rows.values.len());
     let mut nums = Vec::new();
     let mut text = String::new();
@@ -321,7 +324,7 @@ fn rows_to_js(rows: &Rows, raw: bool) -> Array {
             }
         });
     }
-    unpack_rows(&columns, &tags, &nums, &text, &lens, &others, raw)
+    unpack_rows(columns, &tags, &nums, &text, &lens, &others, raw)
 }
 
 /// `{ changes, lastInsertRowid }` of a `run()`.

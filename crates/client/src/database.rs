@@ -168,15 +168,21 @@ fn bytes_of(data: &JsValue) -> Option<Vec<u8>> {
 /// ~28 us through a MessagePort).
 const TRANSFER_MIN_BYTES: usize = 64 * 1024;
 
-fn send_to_port(port: &MessagePort, bytes: &[u8], extra: Option<&JsValue>) -> Result<(), Error> {
-    let buffer = buffer_of(bytes);
+/// What to transfer when posting `buffer` (and `extra`, a port, if any).
+fn transfer_list(buffer: &ArrayBuffer, extra: Option<&JsValue>) -> Array {
     let transfer = Array::new();
-    if bytes.len() >= TRANSFER_MIN_BYTES {
-        transfer.push(&buffer);
+    if buffer.byte_length() as usize >= TRANSFER_MIN_BYTES {
+        transfer.push(buffer);
     }
     if let Some(extra) = extra {
         transfer.push(extra);
     }
+    transfer
+}
+
+fn send_to_port(port: &MessagePort, bytes: &[u8], extra: Option<&JsValue>) -> Result<(), Error> {
+    let buffer = buffer_of(bytes);
+    let transfer = transfer_list(&buffer, extra);
     port.post_message_with_transferable(&buffer, &transfer)
         .map_err(|e| {
             Error::new(
@@ -205,15 +211,8 @@ fn leader_lost(what: &str) -> Error {
 
 impl Inner {
     fn post_worker(&self, message: &ToWorker, extra: Option<&JsValue>) -> Result<(), Error> {
-        let bytes = encode(message);
-        let buffer = buffer_of(&bytes);
-        let transfer = Array::new();
-        if bytes.len() >= TRANSFER_MIN_BYTES {
-            transfer.push(&buffer);
-        }
-        if let Some(extra) = extra {
-            transfer.push(extra);
-        }
+        let buffer = buffer_of(&encode(message));
+        let transfer = transfer_list(&buffer, extra);
         self.worker
             .post_message_with_transfer(&buffer, &transfer)
             .map_err(|e| {

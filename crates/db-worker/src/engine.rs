@@ -760,18 +760,33 @@ impl Engine {
         writes: &mut BTreeSet<String>,
     ) -> SqlResult<Reply> {
         let access = self.access(sql)?;
+        self.run_analysed(&access, sql, params, rows, writes)
+    }
+
+    /// [`Engine::run_one`] for a statement whose access is already known.
+    fn run_analysed(
+        &mut self,
+        access: &Access,
+        sql: &str,
+        params: &[Value],
+        rows: bool,
+        writes: &mut BTreeSet<String>,
+    ) -> SqlResult<Reply> {
         if access.transaction_control {
             return Err(transaction_control_error());
         }
         let mut stmt = self.conn.prepare_cached(sql).map_err(sql_error)?;
         bind(&mut stmt, params)?;
-        let readonly = stmt.readonly();
         let reply = if rows {
             Reply::Rows(read_rows(&mut stmt)?)
         } else {
             step_to_end(&mut stmt)?;
             Reply::Run(RunResult {
-                changes: if readonly { 0 } else { self.conn.changes() },
+                changes: if access.readonly {
+                    0
+                } else {
+                    self.conn.changes()
+                },
                 last_insert_rowid: self.conn.last_insert_rowid(),
             })
         };
@@ -785,17 +800,19 @@ impl Engine {
 
     /// `query` or `run` outside an interactive transaction.
     fn single(&mut self, id: RequestId, sql: &str, params: &[Value], rows: bool) -> Outcome {
-        // From the access cache: preparing it here would cost a second
-        // statement-cache lookup per request.
-        let readonly = match self.access(sql) {
-            Ok(access) => access.readonly,
+        // Whether it writes comes from the access cache, which the run
+        // reuses: no second lookup or prepare per request.
+        let access = match self.access(sql) {
+            Ok(access) => access,
             Err(e) => return Outcome::reply(Err(e)),
         };
-        if readonly {
+        if access.readonly {
             let mut ignored = BTreeSet::new();
-            Outcome::reply(self.run_one(sql, params, rows, &mut ignored))
+            Outcome::reply(self.run_analysed(&access, sql, params, rows, &mut ignored))
         } else {
-            self.write(id, |e, writes| e.run_one(sql, params, rows, writes))
+            self.write(id, |e, writes| {
+                e.run_analysed(&access, sql, params, rows, writes)
+            })
         }
     }
 
