@@ -16,5 +16,8 @@ export async function isolatedBlankPage(context, title = 'bench') {
     }),
   );
   await page.goto(`${baseURL()}/blank.html`);
+  // A registered route makes Playwright intercept every later request of the
+  // page (each fetch then waits on a round trip to Node): drop it once loaded.
+  await page.unroute('**/blank.html');
   return page;
 }
