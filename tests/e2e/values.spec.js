@@ -1,4 +1,4 @@
-// Values through the packed batch and row paths (crates/client/src/marshal.js):
+// Values through the packed batch and row paths (crates/client/js/marshal.js):
 // every type, text the packing must split exactly (non-ASCII, astral characters,
 // lone surrogates, empty strings), repeated and alternating SQL, rowids beyond
 // 2^53, and the typed errors a bad statement or value gets, by index.

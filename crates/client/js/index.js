@@ -5,12 +5,24 @@
 // the wasm client; all logic lives in Rust (crates/client). Every tab that
 // opens a database spawns its own worker, joins the SharedWorker router and
 // the Web Locks election; the leader's worker owns the file.
-import init, { openDatabase } from './sqlite_tabs_client.js';
-
+// The wasm glue is imported on first open(), not statically: a static import
+// would make the browser fetch index.js, then the glue, then its snippet, then
+// the wasm one after another before open() could start anything. open() starts
+// the tab's workers first, and they load while this tab's wasm does.
 let loading;
 
 function loadWasm() {
-  loading ??= init({ module_or_path: new URL('./sqlite_tabs_client_bg.wasm', import.meta.url) });
+  loading ??= (async () => {
+    // Fetched alongside the glue's import rather than after it.
+    const wasm = fetch(new URL('./sqlite_tabs_client_bg.wasm', import.meta.url));
+    wasm.catch(() => {}); // a failed fetch is reported by init() below
+    // The glue imports marshal.js; importing it here too fetches both at once.
+    const [glue] = await Promise.all([import('./sqlite_tabs_client.js'), import('./marshal.js')]);
+    await glue.default({ module_or_path: wasm });
+    return glue;
+  })();
+  // A failed load is not cached: the next open() tries again.
+  loading.catch(() => (loading = undefined));
   return loading;
 }
 
@@ -25,20 +37,99 @@ const createWorker = (name) =>
 const createSharedWorker = (name) =>
   new SharedWorker(new URL('./shared-worker.js', import.meta.url), { type: 'module', name });
 
+// The names the wasm client gives the workers of database `name`
+// (crates/client/src/database.rs: start_worker, start_router). A mismatch
+// costs only the head start: the factory then starts a new worker.
+const workerName = (name) => `sqlite-tabs ${name}`;
+const routerName = (name) => `sqlite-tabs:${name}`;
+// The Web Lock the leader holds (database.rs: campaign).
+const leaderLock = (name) => `sqlite-tabs:${name}:leader`;
+
+/**
+ * Starts the default workers of database `name` before the wasm client loads,
+ * so their scripts and wasm load in parallel with it: the dedicated worker
+ * unless `options` brings its own, the router unless `options` brings its own
+ * or the browser has no SharedWorker. Events of the dedicated worker that
+ * arrive before the client listens are kept for `takeEarlyWorkerEvents`; a
+ * SharedWorker's port queues its messages itself.
+ */
+function headStart(name, options) {
+  const early = [];
+  const keep = (event) => early.push(event);
+  let worker = null;
+  let shared = null;
+  let handedOver = false;
+  if (options.workerUrl == null && options.createWorker == null) {
+    worker = createWorker(workerName(name));
+    worker.addEventListener('message', keep);
+    worker.addEventListener('error', keep);
+    // The worker loads SQLite on its first message (db-worker.js). When no
+    // tab leads, this one is about to: load it now, alongside this tab's
+    // wasm. A tab joining a leader leaves it for later (ToWorker::Warm).
+    navigator.locks
+      .query()
+      .then(({ held }) => {
+        if (!held.some((lock) => lock.name === leaderLock(name))) worker.postMessage(null);
+      })
+      .catch(() => worker.postMessage(null));
+  }
+  const ownRouter = options.sharedWorkerUrl == null && options.createSharedWorker == null;
+  if (ownRouter && typeof SharedWorker === 'function') {
+    shared = createSharedWorker(routerName(name));
+  }
+  const stopKeeping = () => {
+    worker?.removeEventListener('message', keep);
+    worker?.removeEventListener('error', keep);
+  };
+  return {
+    createWorker: (n) => {
+      if (worker && n === workerName(name) && !handedOver) {
+        handedOver = true;
+        return worker;
+      }
+      return createWorker(n);
+    },
+    createSharedWorker: (n) => {
+      const s = n === routerName(name) ? shared : null;
+      shared = null;
+      return s ?? createSharedWorker(n);
+    },
+    // Called by the wasm client once it listens to the worker it was handed.
+    takeEarlyWorkerEvents: () => {
+      stopKeeping();
+      return handedOver ? early.splice(0) : [];
+    },
+    // Stops the dedicated worker if the client never took it (open() failed
+    // first). An untaken router is left running: it is the one router every
+    // tab of this database shares.
+    discard: () => {
+      stopKeeping();
+      if (!handedOver) worker?.terminate();
+      shared?.port.close();
+    },
+  };
+}
+
 /**
  * Opens (creating if needed) the database `name`, persisted in the Origin
  * Private File System. See index.d.ts for the options.
  */
 export async function open(name, options = {}) {
-  await loadWasm();
   const resolved = { ...options };
-  // An explicit URL wins over the default factory; the wasm client prefers a factory.
-  if (resolved.workerUrl != null) resolved.workerUrl = String(resolved.workerUrl);
-  else resolved.createWorker ??= createWorker;
-  if (resolved.sharedWorkerUrl != null) resolved.sharedWorkerUrl = String(resolved.sharedWorkerUrl);
-  else resolved.createSharedWorker ??= createSharedWorker;
-  const inner = await openDatabase(name, resolved);
-  return new Database(inner);
+  const head = typeof name === 'string' ? headStart(name, resolved) : null;
+  try {
+    const { openDatabase } = await loadWasm();
+    // An explicit URL wins over the default factory; the wasm client prefers a factory.
+    if (resolved.workerUrl != null) resolved.workerUrl = String(resolved.workerUrl);
+    else resolved.createWorker ??= head?.createWorker ?? createWorker;
+    if (resolved.sharedWorkerUrl != null) resolved.sharedWorkerUrl = String(resolved.sharedWorkerUrl);
+    else resolved.createSharedWorker ??= head?.createSharedWorker ?? createSharedWorker;
+    if (head) resolved.takeEarlyWorkerEvents = head.takeEarlyWorkerEvents;
+    const inner = await openDatabase(name, resolved);
+    return new Database(inner);
+  } finally {
+    head?.discard();
+  }
 }
 
 /** An open database. Every method returns a promise. */

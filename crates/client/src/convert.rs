@@ -7,7 +7,9 @@ use sqlite_tabs_protocol::{Error, Rows, RunResult, Statement, Value};
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 
-#[wasm_bindgen(module = "/src/marshal.js")]
+// `js/marshal.js` sits next to the glue in the package (not in wasm-bindgen's
+// snippets/ folder) so that index.js can fetch it alongside the glue.
+#[wasm_bindgen(raw_module = "./marshal.js")]
 extern "C" {
     #[wasm_bindgen(js_name = packStatements)]
     fn pack_statements(statements: &JsValue) -> Object;

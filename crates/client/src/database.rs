@@ -106,7 +106,9 @@ struct Inner {
     lead_epoch: Cell<Option<Epoch>>,
     leader_lock: RefCell<Option<Held>>,
     tab_lock: RefCell<Option<Held>>,
-    worker_ready: RefCell<Option<oneshot::Sender<()>>>,
+    /// Set when this tab's worker died or could not load: the tab then
+    /// never leads (it stays a follower, served by the leader's worker).
+    worker_failed: Cell<bool>,
     worker_opened: RefCell<Option<oneshot::Sender<Result<OpenInfo, Error>>>>,
     worker_closed: RefCell<Option<oneshot::Sender<()>>>,
     connected: RefCell<Option<oneshot::Sender<Result<(), Error>>>>,
@@ -269,11 +271,9 @@ impl Inner {
             }
         };
         match message {
-            FromWorker::Ready => {
-                if let Some(tx) = self.worker_ready.borrow_mut().take() {
-                    let _ = tx.send(());
-                }
-            }
+            // The tab does not wait for it: messages sent before it are kept
+            // by db-worker.js until the wasm runs.
+            FromWorker::Ready => {}
             FromWorker::Opened(result) => {
                 if let Some(tx) = self.worker_opened.borrow_mut().take() {
                     let _ = tx.send(result);
@@ -339,12 +339,16 @@ impl Inner {
             ErrorCode::WorkerFailed,
             format!("the database worker failed: {message}"),
         );
-        self.worker_ready.borrow_mut().take();
+        self.worker_failed.set(true);
         if let Some(tx) = self.worker_opened.borrow_mut().take() {
             let _ = tx.send(Err(error.clone()));
         }
         if let Some(tx) = self.connected.borrow_mut().take() {
             let _ = tx.send(Err(error));
+        } else {
+            web_sys::console::error_1(
+                &format!("sqlite-tabs: {error}; this tab stays a follower").into(),
+            );
         }
     }
 
@@ -717,6 +721,9 @@ impl Inner {
     /// Queues for the leader lock; when granted, opens the database in this
     /// tab's worker and tells the router.
     fn campaign(self: &Rc<Self>) {
+        if self.closed.get() || self.worker_failed.get() {
+            return;
+        }
         let weak = Rc::downgrade(self);
         let lock = format!("sqlite-tabs:{}:leader", self.name);
         match locks::hold(&lock, move || {
@@ -730,7 +737,7 @@ impl Inner {
     }
 
     async fn lead(self: &Rc<Self>) {
-        if self.closed.get() {
+        if self.closed.get() || self.worker_failed.get() {
             self.release_leader_lock();
             return;
         }
@@ -765,7 +772,7 @@ impl Inner {
                 self.release_leader_lock();
                 if let Some(tx) = self.connected.borrow_mut().take() {
                     let _ = tx.send(Err(e));
-                } else {
+                } else if !self.worker_failed.get() {
                     web_sys::console::error_1(
                         &format!("sqlite-tabs: this tab could not take over the database: {e}")
                             .into(),
@@ -1086,6 +1093,43 @@ fn start_router(source: &Spawn, name: &str) -> Result<MessagePort, Error> {
         )))
 }
 
+/// The message of a worker's `error` event, or where it failed to load from.
+fn worker_error_detail(event: &JsValue, url: &str) -> String {
+    event
+        .dyn_ref::<ErrorEvent>()
+        .map(|e| e.message())
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| format!("it could not be loaded from {url}"))
+}
+
+/// `index.js` starts the default worker before this wasm loads, keeping the
+/// worker's events that arrive before the handlers above are set; its
+/// internal option `takeEarlyWorkerEvents()` hands them over (an empty list
+/// when the worker is not the one it started). They are handled here, in
+/// order, before any later event, since events are dispatched as tasks.
+fn replay_early_worker_events(inner: &Rc<Inner>, options: &JsValue, source: &Spawn) {
+    let Some(take) = Reflect::get(options, &"takeEarlyWorkerEvents".into())
+        .ok()
+        .and_then(|f| f.dyn_into::<Function>().ok())
+    else {
+        return;
+    };
+    let events = match take.call0(&JsValue::UNDEFINED) {
+        Ok(events) => Array::from(&events),
+        Err(e) => {
+            web_sys::console::error_2(&"sqlite-tabs: takeEarlyWorkerEvents failed".into(), &e);
+            return;
+        }
+    };
+    for event in events.iter() {
+        if let Some(message) = event.dyn_ref::<MessageEvent>() {
+            inner.on_worker_message(message.data());
+        } else {
+            inner.on_worker_error(worker_error_detail(&event, &source.origin("createWorker")));
+        }
+    }
+}
+
 fn worker_failed(what: String) -> impl FnOnce(JsValue) -> Error {
     move |e| Error::new(ErrorCode::WorkerFailed, format!("{what}: {e:?}"))
 }
@@ -1129,7 +1173,6 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
     let changes = BroadcastChannel::new(&format!("sqlite-tabs:{name}:changes"))
         .map_err(worker_failed("could not open the change channel".into()))?;
 
-    let (ready_tx, ready_rx) = oneshot::channel();
     let (connected_tx, connected_rx) = oneshot::channel();
     let inner = Rc::new(Inner {
         name: name.clone(),
@@ -1154,7 +1197,7 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
         lead_epoch: Cell::new(None),
         leader_lock: RefCell::new(None),
         tab_lock: RefCell::new(None),
-        worker_ready: RefCell::new(Some(ready_tx)),
+        worker_failed: Cell::new(false),
         worker_opened: RefCell::new(None),
         worker_closed: RefCell::new(None),
         connected: RefCell::new(Some(connected_tx)),
@@ -1178,12 +1221,7 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
     let url = worker_source.origin("createWorker");
     let on_error = Handler::new(move |event: JsValue| {
         if let Some(inner) = weak.upgrade() {
-            let detail = event
-                .dyn_ref::<ErrorEvent>()
-                .map(|e| e.message())
-                .filter(|m| !m.is_empty())
-                .unwrap_or_else(|| format!("it could not be loaded from {url}"));
-            inner.on_worker_error(detail);
+            inner.on_worker_error(worker_error_detail(&event, &url));
         }
     });
     let weak: Weak<Inner> = Rc::downgrade(&inner);
@@ -1217,6 +1255,7 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
     inner
         .worker
         .set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    replay_early_worker_events(&inner, &options, &worker_source);
     if let Some(router) = &*inner.router.borrow() {
         router.set_onmessage(Some(on_router.as_ref().unchecked_ref()));
     }
@@ -1256,14 +1295,13 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
             client: inner.client,
             tab_lock,
         });
-        // Only a tab whose worker runs may lead. A worker that fails to load
-        // drops `ready_tx` and fails `connected` (on_worker_error).
-        let candidate = inner.clone();
-        spawn_local(async move {
-            if ready_rx.await.is_ok() && !candidate.closed.get() {
-                candidate.campaign();
-            }
-        });
+        // Queues for leadership without waiting for this tab's worker to
+        // load: a granted tab's Open waits in db-worker.js, so the first tab
+        // opens the database as soon as the wasm runs. (After Hello, so the
+        // router knows this tab before it hears LeaderReady from it.) A
+        // worker that fails to load fails `connected` and any pending Open
+        // (on_worker_error), and the tab never leads.
+        inner.campaign();
         if inner.fallback.is_some() {
             // Makes a live leader announce itself to this tab (it answers
             // the first request of every tab it hears from).
@@ -1284,7 +1322,16 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
         )),
     };
     match result {
-        Ok(()) => Ok(inner),
+        Ok(()) => {
+            if !inner.is_leader.get() {
+                // A follower's worker has not loaded its wasm yet (see
+                // ToWorker::Warm); it does now that the tab has joined.
+                if let Err(e) = inner.post_worker(&ToWorker::Warm, None) {
+                    web_sys::console::warn_1(&format!("sqlite-tabs: {e}").into());
+                }
+            }
+            Ok(inner)
+        }
         Err(e) => {
             inner.close().await;
             Err(e)

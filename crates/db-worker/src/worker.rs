@@ -7,7 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::rc::{Rc, Weak};
 
-use js_sys::{ArrayBuffer, Uint8Array};
+use js_sys::{Array, ArrayBuffer, Uint8Array};
 use rusqlite::{Connection, OpenFlags};
 use sqlite_tabs_protocol::{
     decode, encode, peek_request_id, Answer, ClientId, Epoch, Error, ErrorCode, FromWorker,
@@ -225,6 +225,8 @@ struct Worker {
     /// The client of this worker's own tab once it sends requests on the
     /// worker's own channel (when this worker leads): answered there too.
     local: Cell<Option<ClientId>>,
+    /// [`ToWorker::Warm`] ran (or was refused because the worker leads).
+    warmed: Cell<bool>,
     fallback: RefCell<Option<Fallback>>,
     timer: RefCell<Option<i32>>,
     on_timer: RefCell<Option<Closure<dyn FnMut()>>>,
@@ -438,6 +440,11 @@ impl Worker {
     }
 
     fn on_message(self: &Rc<Self>, event: MessageEvent) {
+        if event.data().is_null() {
+            // index.js's request to load the wasm, which db-worker.js acts on;
+            // one that arrives late has nothing left to do.
+            return;
+        }
         let Some(bytes) = message_bytes(&event) else {
             self.post(&FromWorker::Rejected(Error::bad_request(
                 "sqlite-tabs worker: expected a protocol message (ArrayBuffer)",
@@ -459,6 +466,7 @@ impl Worker {
                 ))),
             },
             Ok(ToWorker::Gone { client }) => self.gone(client),
+            Ok(ToWorker::Warm) => self.warm(),
             Err(e) => self.reject(&bytes, e.into(), None),
         }
     }
@@ -528,6 +536,22 @@ impl Worker {
         };
         self.send(out);
         self.rearm(deadline);
+    }
+
+    /// Runs what opening runs (pragmas, schema, an upsert, a query) on a
+    /// throwaway in-memory database, once and only while idle: V8 compiles
+    /// wasm functions on their first call, which made a takeover's Open
+    /// ~20 ms slower in a worker that had never run SQLite.
+    fn warm(&self) {
+        if self.warmed.replace(true) || !matches!(*self.state.borrow(), State::Idle) {
+            return;
+        }
+        let warmed = Connection::open_in_memory()
+            .map_err(sql_error)
+            .and_then(|conn| Engine::new(conn, &EngineOptions::default()));
+        if let Err(e) = warmed {
+            web_sys::console::warn_1(&format!("sqlite-tabs worker: warm-up failed: {e}").into());
+        }
     }
 
     fn open(self: &Rc<Self>, params: OpenParams) {
@@ -735,9 +759,11 @@ fn to_buffer(message: &FromWorker) -> ArrayBuffer {
 }
 
 /// Starts the worker: called once by `db-worker.js` after the module loads.
-/// Installs the message handler, then announces [`FromWorker::Ready`].
+/// Installs the message handler, announces [`FromWorker::Ready`], then
+/// handles `early`: the `message` events that `db-worker.js` kept while the
+/// wasm loaded (a leader's tab sends Open without waiting for Ready).
 #[wasm_bindgen]
-pub fn start() {
+pub fn start(early: Array) {
     let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
     let Ok(kick) = MessageChannel::new() else {
         web_sys::console::error_1(&"sqlite-tabs worker: no MessageChannel".into());
@@ -752,6 +778,7 @@ pub fn start() {
         _on_kick: RefCell::new(None),
         ports: RefCell::new(HashMap::new()),
         local: Cell::new(None),
+        warmed: Cell::new(false),
         fallback: RefCell::new(None),
         timer: RefCell::new(None),
         on_timer: RefCell::new(None),
@@ -782,4 +809,9 @@ pub fn start() {
     // leaking it with forget().
     HANDLER.with(|h| *h.borrow_mut() = Some(handler));
     worker.post(&FromWorker::Ready);
+    for event in early.iter() {
+        if let Ok(event) = event.dyn_into::<MessageEvent>() {
+            worker.on_message(event);
+        }
+    }
 }

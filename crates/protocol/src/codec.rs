@@ -136,6 +136,7 @@ mod tests {
             memory_fallback: true,
         }));
         roundtrip(ToWorker::Close);
+        roundtrip(ToWorker::Warm);
         roundtrip(ToWorker::Attach {
             client: ClientId(5),
         });

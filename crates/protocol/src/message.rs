@@ -236,6 +236,12 @@ pub enum ToWorker {
         /// The departed client.
         client: ClientId,
     },
+    /// Get ready to lead: sent by a follower's tab once it has joined. The
+    /// worker's wasm loads on its first message (`db-worker.js`), so a tab
+    /// that joins a running leader does not load SQLite while it starts;
+    /// this message loads it afterwards and compiles SQLite's common paths
+    /// on a throwaway in-memory database, so that a takeover opens faster.
+    Warm,
 }
 
 /// Messages from a database worker.

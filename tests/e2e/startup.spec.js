@@ -1,0 +1,90 @@
+// How a tab starts: which tab loads the database engine (the db worker's
+// wasm, SQLite) and when, and what open() says when the engine cannot load.
+import { test, expect } from '@playwright/test';
+import { forwardPageErrors, uniqueMarker } from './helpers.js';
+
+const ENGINE = '**/sqlite_tabs_db_worker_bg.wasm';
+
+/** A page on the served origin with nothing on it (the demo would open its own database). */
+async function blankPage(context, label) {
+  const page = await context.newPage();
+  forwardPageErrors(page, label);
+  await page.route('**/startup-blank.html', (route) =>
+    route.fulfill({ contentType: 'text/html', body: '<!doctype html><title>startup</title>' }),
+  );
+  await page.goto('/startup-blank.html');
+  await page.unroute('**/startup-blank.html');
+  return page;
+}
+
+/** Opens `name` in `page` as `window.db`; resolves to `{ at, isLeader }` (`at`: Date.now() when open() resolved) or `{ error }`. */
+function openIn(page, name) {
+  return page.evaluate(async (name) => {
+    const { open } = await import('/dist/index.js');
+    try {
+      window.db = await open(name);
+      return { at: Date.now(), isLeader: window.db.isLeader };
+    } catch (e) {
+      return { error: { name: e.name, code: e.code, message: e.message } };
+    }
+  }, name);
+}
+
+test('a tab joining a running leader loads the engine only after it has joined, and can take over', async ({
+  context,
+}) => {
+  const name = `${uniqueMarker('startup')}.db`;
+  const leader = await blankPage(context, 'leader');
+  expect(await openIn(leader, name)).toMatchObject({ isLeader: true });
+  await leader.evaluate(() => window.db.exec('CREATE TABLE t (x); INSERT INTO t VALUES (42)'));
+
+  // From here on, every engine download is the joining tab's.
+  const fetched = [];
+  await context.route(ENGINE, (route) => {
+    fetched.push(Date.now());
+    return route.continue();
+  });
+  const follower = await blankPage(context, 'follower');
+  const joined = await openIn(follower, name);
+  expect(joined).toMatchObject({ isLeader: false });
+  expect(await follower.evaluate(() => window.db.query('SELECT x FROM t'))).toEqual([{ x: 42 }]);
+  // Loaded after open() resolved (ToWorker::Warm), not while the tab started.
+  await expect.poll(() => fetched.length, { timeout: 10_000 }).toBe(1);
+  expect(fetched[0]).toBeGreaterThanOrEqual(joined.at);
+
+  // The follower's engine is the one that takes over.
+  await leader.close();
+  await expect.poll(() => follower.evaluate(() => window.db.isLeader), { timeout: 10_000 }).toBe(true);
+  expect(await follower.evaluate(() => window.db.query('SELECT x FROM t'))).toEqual([{ x: 42 }]);
+});
+
+test('the first tab loads the engine at once and opens as the leader', async ({ context }) => {
+  const name = `${uniqueMarker('startup')}.db`;
+  const fetched = [];
+  await context.route(ENGINE, (route) => {
+    fetched.push(Date.now());
+    return route.continue();
+  });
+  const page = await blankPage(context, 'first');
+  const opened = await openIn(page, name);
+  expect(opened).toMatchObject({ isLeader: true });
+  expect(fetched).toHaveLength(1);
+  expect(fetched[0]).toBeLessThanOrEqual(opened.at);
+});
+
+test('open() fails with WORKER_FAILED when the engine cannot load, and another tab can then lead', async ({
+  context,
+}) => {
+  const name = `${uniqueMarker('startup')}.db`;
+  await context.route(ENGINE, (route) => route.abort());
+  const broken = await blankPage(context, 'broken');
+  const result = await openIn(broken, name);
+  // Reported by the worker's error event (a timeout would be code TIMEOUT, after 20 s).
+  expect(result.error).toMatchObject({ name: 'SqliteTabsError', code: 'WORKER_FAILED' });
+
+  // The failed tab let go of the leader lock: a tab that can load the engine leads.
+  await context.unroute(ENGINE);
+  const healthy = await blankPage(context, 'healthy');
+  expect(await openIn(healthy, name)).toMatchObject({ isLeader: true });
+  expect(await healthy.evaluate(() => window.db.query('SELECT 1 AS ok'))).toEqual([{ ok: 1 }]);
+});
