@@ -4,6 +4,7 @@
 //   node bench/report.mjs <lines.jsonl> <failover.txt> <BENCHMARKS.md> <results.json>
 import fs from 'node:fs';
 import os from 'node:os';
+import zlib from 'node:zlib';
 
 const [linesPath, failoverPath, mdPath, jsonPath] = process.argv.slice(2);
 const rows = fs
@@ -88,6 +89,28 @@ const check = (what, value, ok, target) =>
     : undefined;
   const kib = total ? Number(total.trim().split(/\s+/).at(-2)) : undefined;
   check('everything a tab downloads, gzip (KiB)', kib, kib < 450, '< 450');
+  // The peers' single-tab engines for context: the files their bench workers
+  // import (bench/peers/*-worker.js), gzipped at the level SIZES.txt uses.
+  const peers = new URL('../../bench/peers/node_modules/', import.meta.url);
+  const peerFiles = {
+    'sqlite-wasm': ['@sqlite.org/sqlite-wasm/dist/index.mjs', '@sqlite.org/sqlite-wasm/dist/sqlite3.wasm'],
+    'wa-sqlite': [
+      '@journeyapps/wa-sqlite/dist/wa-sqlite.mjs',
+      '@journeyapps/wa-sqlite/dist/wa-sqlite.wasm',
+      '@journeyapps/wa-sqlite/src/sqlite-api.js',
+      '@journeyapps/wa-sqlite/src/sqlite-constants.js',
+      '@journeyapps/wa-sqlite/src/examples/AccessHandlePoolVFS.js',
+      '@journeyapps/wa-sqlite/src/FacadeVFS.js',
+      '@journeyapps/wa-sqlite/src/VFS.js',
+    ],
+  };
+  for (const [peer, files] of Object.entries(peerFiles)) {
+    const paths = files.map((f) => new URL(f, peers));
+    const bytes = paths.every((p) => fs.existsSync(p))
+      ? paths.reduce((sum, p) => sum + zlib.gzipSync(fs.readFileSync(p), { level: 9 }).length, 0)
+      : undefined;
+    check(`(context) ${peer}'s download, gzip (KiB)`, bytes && (bytes / 1024).toFixed(1), bytes / 1024 < 450, '—');
+  }
 }
 
 const now = new Date().toISOString();
