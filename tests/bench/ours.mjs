@@ -54,59 +54,6 @@ const openDb = (page, name) =>
   }, name);
 
 try {
-  // ---- W0 raw floors ------------------------------------------------------------
-  {
-    const context = await browser.newContext();
-    const a = await blank(context);
-    const b = await blank(context);
-    const raw = { worker: [], port: [] };
-    await a.evaluate(async () => {
-      window.echo = new Worker('/bench/raw/echo-worker.js');
-      const shared = new SharedWorker('/bench/raw/broker.js');
-      await new Promise((r) => (shared.port.onmessage = (e) => e.data === 'owner' && r()));
-      shared.port.onmessage = (e) => {
-        if (e.data === 'attach') window.echo.postMessage('attach', [e.ports[0]]);
-      };
-    });
-    await b.evaluate(async () => {
-      const shared = new SharedWorker('/bench/raw/broker.js');
-      window.echoPort = await new Promise(
-        (r) => (shared.port.onmessage = (e) => e.data === 'connected' && r(e.ports[0])),
-      );
-    });
-    for (let r = 0; r < REPEATS; r++) {
-      raw.worker.push(
-        await a.evaluate(async () => {
-          const w = window.echo;
-          const t0 = performance.now();
-          for (let i = 0; i < 10000; i++) {
-            await new Promise((res) => {
-              w.onmessage = res;
-              w.postMessage(i);
-            });
-          }
-          return performance.now() - t0;
-        }),
-      );
-      raw.port.push(
-        await b.evaluate(async () => {
-          const p = window.echoPort;
-          const t0 = performance.now();
-          for (let i = 0; i < 10000; i++) {
-            await new Promise((res) => {
-              p.onmessage = res;
-              p.postMessage(i);
-            });
-          }
-          return performance.now() - t0;
-        }),
-      );
-    }
-    out('raw', 'w0-worker-echo', raw.worker);
-    out('raw', 'w0-brokered-port-echo', raw.port);
-    await context.close();
-  }
-
   // ---- one leader, one follower: W0, W1, W2, W3, W4 ------------------------------
   {
     const context = await browser.newContext();
@@ -116,6 +63,37 @@ try {
     await openDb(follower, 'bench.db');
     const roles = await Promise.all([leader, follower].map((p) => p.evaluate(() => window.db.isLeader)));
     if (!roles[0] || roles[1]) throw new Error(`unexpected roles ${roles}`);
+    // W0: the raw floors live in this same context (an echo worker started by
+    // the leader's page; a MessagePort brokered by a SharedWorker to the
+    // follower's page) and alternate with SELECT 1 run by run, so that each
+    // ratio compares runs made moments apart: on this 2-core machine the
+    // speed drifts by more than the differences measured.
+    await leader.evaluate(async () => {
+      window.echo = new Worker('/bench/raw/echo-worker.js');
+      const shared = new SharedWorker('/bench/raw/broker.js');
+      await new Promise((r) => (shared.port.onmessage = (e) => e.data === 'owner' && r()));
+      shared.port.onmessage = (e) => {
+        if (e.data === 'attach') window.echo.postMessage('attach', [e.ports[0]]);
+      };
+    });
+    await follower.evaluate(async () => {
+      const shared = new SharedWorker('/bench/raw/broker.js');
+      window.echoPort = await new Promise(
+        (r) => (shared.port.onmessage = (e) => e.data === 'connected' && r(e.ports[0])),
+      );
+    });
+    const echo = () =>
+      async function () {
+        const target = window.echoPort ?? window.echo;
+        const t0 = performance.now();
+        for (let i = 0; i < 10000; i++) {
+          await new Promise((res) => {
+            target.onmessage = res;
+            target.postMessage(i);
+          });
+        }
+        return performance.now() - t0;
+      };
     const select1 = () =>
       async function () {
         const db = window.db;
@@ -123,11 +101,18 @@ try {
         for (let i = 0; i < 10000; i++) await db.query('SELECT 1');
         return performance.now() - t0;
       };
-    for (const [name, page] of [['leader', leader], ['follower', follower]]) {
-      const s = [];
-      for (let r = 0; r < REPEATS; r++) s.push(await page.evaluate(select1()));
-      out(`sqlite-tabs-${name}`, 'w0-select1', s);
+    const w0 = { worker: [], port: [], leader: [], follower: [] };
+    for (let r = 0; r < REPEATS; r++) {
+      w0.worker.push(await leader.evaluate(echo()));
+      w0.leader.push(await leader.evaluate(select1()));
+      w0.port.push(await follower.evaluate(echo()));
+      w0.follower.push(await follower.evaluate(select1()));
     }
+    const pairs = (ours, floor) => ours.map((t, i) => t / floor[i]);
+    out('raw', 'w0-worker-echo', w0.worker);
+    out('raw', 'w0-brokered-port-echo', w0.port);
+    out('sqlite-tabs-leader', 'w0-select1', w0.leader, { ratio_samples: pairs(w0.leader, w0.worker) });
+    out('sqlite-tabs-follower', 'w0-select1', w0.follower, { ratio_samples: pairs(w0.follower, w0.port) });
     for (const [name, page] of [['leader', leader], ['follower', follower]]) {
       const s = [];
       for (let r = 0; r < Math.min(REPEATS, 3); r++) {
