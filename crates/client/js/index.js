@@ -66,8 +66,10 @@ function headStart(name, options) {
     // The worker loads SQLite on its first message (db-worker.js). When no
     // tab leads, this one is about to: load it now, alongside this tab's
     // wasm. A tab joining a leader leaves it for later (ToWorker::Warm).
-    navigator.locks
-      .query()
+    // Without Web Locks (insecure contexts) the wasm client fails open()
+    // with a typed error; this must not throw a TypeError first.
+    const query = navigator.locks?.query?.bind(navigator.locks);
+    Promise.resolve(query ? query() : { held: [] })
       .then(({ held }) => {
         if (!held.some((lock) => lock.name === leaderLock(name))) worker.postMessage(null);
       })
