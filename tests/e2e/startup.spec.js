@@ -17,7 +17,20 @@ async function blankPage(context, label) {
   return page;
 }
 
-/** Opens `name` in `page` as `window.db`; resolves to `{ at, isLeader }` (`at`: Date.now() when open() resolved) or `{ error }`. */
+/** Records when each engine download of `context` starts (Date.now(), in arrival order). */
+async function recordEngineFetches(context) {
+  const fetched = [];
+  await context.route(ENGINE, (route) => {
+    fetched.push(Date.now());
+    return route.continue();
+  });
+  return fetched;
+}
+
+/**
+ * Opens `name` in `page` as `window.db`; resolves to `{ at, isLeader }` (`at`:
+ * Date.now() in the continuation of `await open()`) or `{ error }`.
+ */
 function openIn(page, name) {
   return page.evaluate(async (name) => {
     const { open } = await import('/dist/index.js');
@@ -39,16 +52,13 @@ test('a tab joining a running leader loads the engine only after it has joined, 
   await leader.evaluate(() => window.db.exec('CREATE TABLE t (x); INSERT INTO t VALUES (42)'));
 
   // From here on, every engine download is the joining tab's.
-  const fetched = [];
-  await context.route(ENGINE, (route) => {
-    fetched.push(Date.now());
-    return route.continue();
-  });
+  const fetched = await recordEngineFetches(context);
   const follower = await blankPage(context, 'follower');
   const joined = await openIn(follower, name);
   expect(joined).toMatchObject({ isLeader: false });
   expect(await follower.evaluate(() => window.db.query('SELECT x FROM t'))).toEqual([{ x: 42 }]);
-  // Loaded after open() resolved (ToWorker::Warm), not while the tab started.
+  // Loaded after open() resolved and the code awaiting it ran (ToWorker::Warm
+  // is posted in a later task), not while the tab started.
   await expect.poll(() => fetched.length, { timeout: 10_000 }).toBe(1);
   expect(fetched[0]).toBeGreaterThanOrEqual(joined.at);
 
@@ -60,11 +70,7 @@ test('a tab joining a running leader loads the engine only after it has joined, 
 
 test('the first tab loads the engine at once and opens as the leader', async ({ context }) => {
   const name = `${uniqueMarker('startup')}.db`;
-  const fetched = [];
-  await context.route(ENGINE, (route) => {
-    fetched.push(Date.now());
-    return route.continue();
-  });
+  const fetched = await recordEngineFetches(context);
   const page = await blankPage(context, 'first');
   const opened = await openIn(page, name);
   expect(opened).toMatchObject({ isLeader: true });

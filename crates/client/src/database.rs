@@ -1323,13 +1323,20 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
     };
     match result {
         Ok(()) => {
-            if !inner.is_leader.get() {
-                // A follower's worker has not loaded its wasm yet (see
-                // ToWorker::Warm); it does now that the tab has joined.
+            // A follower's worker has not loaded its wasm yet (see
+            // ToWorker::Warm); it does once the tab has joined, in a task
+            // after this one, so the code awaiting open() runs first.
+            let weak = Rc::downgrade(&inner);
+            spawn_local(async move {
+                TimeoutFuture::new(0).await;
+                let Some(inner) = weak.upgrade() else { return };
+                if inner.is_leader.get() || inner.closed.get() {
+                    return;
+                }
                 if let Err(e) = inner.post_worker(&ToWorker::Warm, None) {
                     web_sys::console::warn_1(&format!("sqlite-tabs: {e}").into());
                 }
-            }
+            });
             Ok(inner)
         }
         Err(e) => {
