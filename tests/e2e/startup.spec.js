@@ -94,3 +94,21 @@ test('open() fails with WORKER_FAILED when the engine cannot load, and another t
   expect(await openIn(healthy, name)).toMatchObject({ isLeader: true });
   expect(await healthy.evaluate(() => window.db.query('SELECT 1 AS ok'))).toEqual([{ ok: 1 }]);
 });
+
+test("an app's own workerUrl still leads, follows and takes over", async ({ context }) => {
+  const name = `${uniqueMarker('startup')}.db`;
+  const openWithUrl = (page) =>
+    page.evaluate(async (name) => {
+      const { open } = await import('/dist/index.js');
+      window.db = await open(name, { workerUrl: new URL('/dist/db-worker.js', location.href) });
+      return window.db.isLeader;
+    }, name);
+  const first = await blankPage(context, 'first');
+  const second = await blankPage(context, 'second');
+  expect(await openWithUrl(first)).toBe(true);
+  await first.evaluate(() => window.db.exec('CREATE TABLE t (x); INSERT INTO t VALUES (7)'));
+  expect(await openWithUrl(second)).toBe(false);
+  await first.close();
+  await expect.poll(() => second.evaluate(() => window.db.isLeader), { timeout: 10_000 }).toBe(true);
+  expect(await second.evaluate(() => window.db.query('SELECT x FROM t'))).toEqual([{ x: 7 }]);
+});

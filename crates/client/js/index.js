@@ -96,10 +96,12 @@ function headStart(name, options) {
       shared = null;
       return s ?? createSharedWorker(n);
     },
-    // Called by the wasm client once it listens to the worker it was handed.
+    // Called by the wasm client once it listens to the worker it was handed;
+    // null when that is not the worker started here (the client then tells
+    // its worker to load SQLite itself).
     takeEarlyWorkerEvents: () => {
       stopKeeping();
-      return handedOver ? early.splice(0) : [];
+      return handedOver ? early.splice(0) : null;
     },
     // Stops the dedicated worker if the client never took it (open() failed
     // first). An untaken router is left running: it is the one router every

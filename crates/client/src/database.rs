@@ -1104,21 +1104,23 @@ fn worker_error_detail(event: &JsValue, url: &str) -> String {
 
 /// `index.js` starts the default worker before this wasm loads, keeping the
 /// worker's events that arrive before the handlers above are set; its
-/// internal option `takeEarlyWorkerEvents()` hands them over (an empty list
-/// when the worker is not the one it started). They are handled here, in
-/// order, before any later event, since events are dispatched as tasks.
-fn replay_early_worker_events(inner: &Rc<Inner>, options: &JsValue, source: &Spawn) {
+/// internal option `takeEarlyWorkerEvents()` hands them over, or gives `null`
+/// when the worker is not one it started. They are handled here, in order,
+/// before any later event, since events are dispatched as tasks. Returns
+/// whether index.js started this worker (and so decided when it loads SQLite).
+fn replay_early_worker_events(inner: &Rc<Inner>, options: &JsValue, source: &Spawn) -> bool {
     let Some(take) = Reflect::get(options, &"takeEarlyWorkerEvents".into())
         .ok()
         .and_then(|f| f.dyn_into::<Function>().ok())
     else {
-        return;
+        return false;
     };
     let events = match take.call0(&JsValue::UNDEFINED) {
+        Ok(events) if events.is_null() || events.is_undefined() => return false,
         Ok(events) => Array::from(&events),
         Err(e) => {
             web_sys::console::error_2(&"sqlite-tabs: takeEarlyWorkerEvents failed".into(), &e);
-            return;
+            return false;
         }
     };
     for event in events.iter() {
@@ -1128,6 +1130,7 @@ fn replay_early_worker_events(inner: &Rc<Inner>, options: &JsValue, source: &Spa
             inner.on_worker_error(worker_error_detail(&event, &source.origin("createWorker")));
         }
     }
+    true
 }
 
 fn worker_failed(what: String) -> impl FnOnce(JsValue) -> Error {
@@ -1255,7 +1258,14 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
     inner
         .worker
         .set_onerror(Some(on_error.as_ref().unchecked_ref()));
-    replay_early_worker_events(&inner, &options, &worker_source);
+    if !replay_early_worker_events(&inner, &options, &worker_source) {
+        // A worker index.js did not start (an app's workerUrl or
+        // createWorker) loads SQLite on its first message (db-worker.js):
+        // ask for it now, as every worker was loaded before that existed.
+        if let Err(e) = inner.worker.post_message(&JsValue::NULL) {
+            web_sys::console::warn_2(&"sqlite-tabs: could not start the worker".into(), &e);
+        }
+    }
     if let Some(router) = &*inner.router.borrow() {
         router.set_onmessage(Some(on_router.as_ref().unchecked_ref()));
     }
