@@ -1,5 +1,6 @@
 // How a tab starts: which tab loads the database engine (the db worker's
-// wasm, SQLite) and when, and what open() says when the engine cannot load.
+// wasm, SQLite) and when, what open() says when the engine cannot load, and
+// what a leader does when its engine fails later.
 import { test, expect } from '@playwright/test';
 import { forwardPageErrors, uniqueMarker } from './helpers.js';
 
@@ -111,4 +112,26 @@ test("an app's own workerUrl still leads, follows and takes over", async ({ cont
   await first.close();
   await expect.poll(() => second.evaluate(() => window.db.isLeader), { timeout: 10_000 }).toBe(true);
   expect(await second.evaluate(() => window.db.query('SELECT x FROM t'))).toEqual([{ x: 7 }]);
+});
+
+test("a leader whose worker throws stops it and another tab takes over; both go on", async ({ context }) => {
+  const name = `${uniqueMarker('startup')}.db`;
+  const leader = await blankPage(context, 'leader');
+  const follower = await blankPage(context, 'follower');
+  expect(await openIn(leader, name)).toMatchObject({ isLeader: true });
+  await leader.evaluate(() => window.db.exec('CREATE TABLE t (x); INSERT INTO t VALUES (1)'));
+  expect(await openIn(follower, name)).toMatchObject({ isLeader: false });
+
+  // An uncaught error inside the leader's real database worker.
+  const worker = leader.workers().find((w) => w.url().endsWith('/db-worker.js'));
+  expect(worker).toBeTruthy();
+  await worker.evaluate(() => setTimeout(() => {
+    throw new Error('injected failure');
+  }));
+
+  await expect.poll(() => follower.evaluate(() => window.db.isLeader), { timeout: 10_000 }).toBe(true);
+  expect(await leader.evaluate(() => window.db.isLeader)).toBe(false);
+  // The failed tab is now served by the new leader, and the data is there.
+  await leader.evaluate(() => window.db.run('INSERT INTO t VALUES (2)'));
+  expect(await follower.evaluate(() => window.db.query('SELECT x FROM t ORDER BY x'))).toEqual([{ x: 1 }, { x: 2 }]);
 });

@@ -340,6 +340,15 @@ impl Inner {
             format!("the database worker failed: {message}"),
         );
         self.worker_failed.set(true);
+        if self.is_leader.get() && !self.closed.get() {
+            // A worker that threw (a wasm trap leaves its state unknown)
+            // must not serve on: stop it, which releases its OPFS access
+            // handles, and let another tab open the file. This tab's pending
+            // requests go to that leader when it connects.
+            self.worker.terminate();
+            self.set_leader(false);
+            self.release_leader_lock();
+        }
         if let Some(tx) = self.worker_opened.borrow_mut().take() {
             let _ = tx.send(Err(error.clone()));
         }
@@ -347,7 +356,7 @@ impl Inner {
             let _ = tx.send(Err(error));
         } else {
             web_sys::console::error_1(
-                &format!("sqlite-tabs: {error}; this tab stays a follower").into(),
+                &format!("sqlite-tabs: {error}; this tab will not lead").into(),
             );
         }
     }
