@@ -1063,16 +1063,19 @@ impl Spawn {
     }
 }
 
+/// Options of a module worker (the entry scripts use `import`) named `name`.
+fn module_options(name: &str) -> WorkerOptions {
+    let options = WorkerOptions::new();
+    options.set_type(WorkerType::Module);
+    options.set_name(name);
+    options
+}
+
 /// Starts this tab's dedicated database worker for database `name`.
 fn start_worker(source: &Spawn, name: &str) -> Result<Worker, Error> {
     let worker_name = format!("sqlite-tabs {name}");
     let worker = match source {
-        Spawn::Url(url) => {
-            let options = WorkerOptions::new();
-            options.set_type(WorkerType::Module);
-            options.set_name(&worker_name);
-            Worker::new_with_options(url, &options)
-        }
+        Spawn::Url(url) => Worker::new_with_options(url, &module_options(&worker_name)),
         Spawn::Factory(f) => Spawn::call::<Worker>(f, &worker_name, "Worker"),
     };
     worker.map_err(worker_failed(format!(
@@ -1087,10 +1090,7 @@ fn start_router(source: &Spawn, name: &str) -> Result<MessagePort, Error> {
     let router_name = format!("sqlite-tabs:{name}");
     let shared = match source {
         Spawn::Url(url) => {
-            let options = WorkerOptions::new();
-            options.set_type(WorkerType::Module);
-            options.set_name(&router_name);
-            SharedWorker::new_with_worker_options(url, &options)
+            SharedWorker::new_with_worker_options(url, &module_options(&router_name))
         }
         Spawn::Factory(f) => Spawn::call::<SharedWorker>(f, &router_name, "SharedWorker"),
     };
