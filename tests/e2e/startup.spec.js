@@ -135,3 +135,58 @@ test("a leader whose worker throws stops it and another tab takes over; both go 
   await leader.evaluate(() => window.db.run('INSERT INTO t VALUES (2)'));
   expect(await follower.evaluate(() => window.db.query('SELECT x FROM t ORDER BY x'))).toEqual([{ x: 1 }, { x: 2 }]);
 });
+
+test('a tab holds one tab lock while open, and none once closed or after open() failed', async ({ context }) => {
+  const name = `${uniqueMarker('startup')}.db`;
+  const page = await blankPage(context, 'tab');
+  const tabLocks = () =>
+    page.evaluate(async (name) => {
+      const { held, pending } = await navigator.locks.query();
+      const mine = (l) => l.name.startsWith(`sqlite-tabs:${name}:tab:`);
+      return { held: held.filter(mine).length, pending: pending.filter(mine).length };
+    }, name);
+  const openWith = (options) =>
+    page.evaluate(
+      async ([name, options]) => {
+        const { open } = await import('/dist/index.js');
+        try {
+          window.db = await open(name, options);
+          return { ok: true };
+        } catch (e) {
+          return { error: { name: e.name, code: e.code } };
+        }
+      },
+      [name, options],
+    );
+
+  // index.js requests the lock before the wasm client loads (held here while
+  // the client's wasm cannot arrive); the client uses that one rather than
+  // requesting its own, and the router waits on that same lock (to learn
+  // when the tab dies).
+  let letWasmThrough;
+  const gate = new Promise((resolve) => (letWasmThrough = resolve));
+  await context.route('**/sqlite_tabs_client_bg.wasm', async (route) => {
+    await gate;
+    await route.continue();
+  });
+  const opening = openWith({});
+  await expect.poll(tabLocks, { timeout: 10_000 }).toEqual({ held: 1, pending: 0 });
+  letWasmThrough();
+  expect(await opening).toEqual({ ok: true });
+  expect(await tabLocks()).toEqual({ held: 1, pending: 1 });
+  await page.evaluate(() => window.db.close());
+  await expect.poll(tabLocks, { timeout: 10_000 }).toEqual({ held: 0, pending: 0 });
+
+  // Refused before the client took the lock: index.js lets it go (a release
+  // takes effect a moment later, hence the polls).
+  expect(await openWith({ timeoutMs: -1 })).toEqual({ error: { name: 'SqliteTabsError', code: 'BAD_REQUEST' } });
+  await expect.poll(tabLocks, { timeout: 10_000 }).toEqual({ held: 0, pending: 0 });
+
+  // Failed after the client took it: closing the half-open database lets it go.
+  expect(await openWith({ openTimeoutMs: 1 })).toEqual({ error: { name: 'SqliteTabsError', code: 'TIMEOUT' } });
+  await expect.poll(tabLocks, { timeout: 10_000 }).toEqual({ held: 0, pending: 0 });
+
+  // And the tab can still open it.
+  expect(await openWith({})).toEqual({ ok: true });
+  expect(await tabLocks()).toEqual({ held: 1, pending: 1 });
+});

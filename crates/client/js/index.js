@@ -44,6 +44,41 @@ const workerName = (name) => `sqlite-tabs ${name}`;
 const routerName = (name) => `sqlite-tabs:${name}`;
 // The Web Lock the leader holds (database.rs: campaign).
 const leaderLock = (name) => `sqlite-tabs:${name}:leader`;
+// The Web Lock a tab holds while it lives (database.rs: tab_lock_name).
+const tabLock = (name, client) => `sqlite-tabs:${name}:tab:${client}`;
+
+/**
+ * Requests this tab's Web Lock now, so the browser grants it while the wasm
+ * client loads: the client must hold it before it joins the router (the
+ * router watches it to learn when the tab dies). The client id is 53 random
+ * bits, as database.rs makes its own (random_client_id).
+ */
+function requestTabLock(name) {
+  const client = Math.floor(Math.random() * 2 ** 21) * 2 ** 32 + Math.floor(Math.random() * 2 ** 32);
+  const lockName = tabLock(name, client);
+  const abort = new AbortController();
+  let release;
+  const held = new Promise((resolve) => (release = resolve));
+  let grant;
+  let refuse;
+  const granted = new Promise((resolve, reject) => ((grant = resolve), (refuse = reject)));
+  granted.catch(() => {}); // awaited by the client only once it takes the lock
+  navigator.locks
+    .request(lockName, { signal: abort.signal }, () => {
+      grant();
+      return held;
+    })
+    .catch(refuse); // aborted before it was granted, or refused
+  return {
+    client,
+    name: lockName,
+    granted,
+    release: () => {
+      release();
+      abort.abort();
+    },
+  };
+}
 
 /**
  * Starts the default workers of database `name` before the wasm client loads,
@@ -75,6 +110,9 @@ function headStart(name, options) {
       })
       .catch(() => worker.postMessage(null));
   }
+  // Without Web Locks (insecure contexts) the wasm client fails open() with
+  // a typed error.
+  let tab = typeof navigator.locks?.request === 'function' ? requestTabLock(name) : null;
   const ownRouter = options.sharedWorkerUrl == null && options.createSharedWorker == null;
   if (ownRouter && typeof SharedWorker === 'function') {
     shared = createSharedWorker(routerName(name));
@@ -103,11 +141,20 @@ function headStart(name, options) {
       stopKeeping();
       return handedOver ? early.splice(0) : null;
     },
+    // Called by the wasm client once: the tab lock requested above, which
+    // the client then releases when it closes.
+    takeTabLock: () => {
+      const taken = tab;
+      tab = null;
+      return taken;
+    },
     // Stops the dedicated worker if the client never took it (open() failed
-    // first). An untaken router is left running: it is the one router every
-    // tab of this database shares.
+    // first), and releases an untaken tab lock. An untaken router is left
+    // running: it is the one router every tab of this database shares.
     discard: () => {
       stopKeeping();
+      tab?.release();
+      tab = null;
       if (!handedOver) worker?.terminate();
       shared?.port.close();
     },
@@ -128,7 +175,10 @@ export async function open(name, options = {}) {
     else resolved.createWorker ??= head?.createWorker ?? createWorker;
     if (resolved.sharedWorkerUrl != null) resolved.sharedWorkerUrl = String(resolved.sharedWorkerUrl);
     else resolved.createSharedWorker ??= head?.createSharedWorker ?? createSharedWorker;
-    if (head) resolved.takeEarlyWorkerEvents = head.takeEarlyWorkerEvents;
+    if (head) {
+      resolved.takeEarlyWorkerEvents = head.takeEarlyWorkerEvents;
+      resolved.takeTabLock = head.takeTabLock;
+    }
     const inner = await openDatabase(name, resolved);
     return new Database(inner);
   } finally {

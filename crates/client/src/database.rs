@@ -1142,6 +1142,58 @@ fn replay_early_worker_events(inner: &Rc<Inner>, options: &JsValue, source: &Spa
     true
 }
 
+/// The Web Lock a tab holds while it lives: the router watches it to learn
+/// when the tab dies. index.js builds the same name (`tabLock`).
+fn tab_lock_name(name: &str, client: ClientId) -> String {
+    format!("sqlite-tabs:{name}:tab:{}", client.0)
+}
+
+/// A tab lock index.js requested before the wasm client loaded, so that it is
+/// granted by the time the client joins the router.
+struct HeadLock {
+    client: ClientId,
+    held: Held,
+    granted: Promise,
+}
+
+/// Takes the tab lock index.js requested (internal option `takeTabLock()`,
+/// giving `{ client, name, granted, release }` or null). One that does not
+/// match what this client would have requested is released and not used.
+fn take_head_lock(options: &JsValue, name: &str) -> Option<HeadLock> {
+    let take = Reflect::get(options, &"takeTabLock".into())
+        .ok()?
+        .dyn_into::<Function>()
+        .ok()?;
+    let lock = take.call0(&JsValue::UNDEFINED).ok()?;
+    if !lock.is_object() {
+        return None;
+    }
+    let get = |key: &str| Reflect::get(&lock, &key.into()).unwrap_or(JsValue::UNDEFINED);
+    let release = get("release").dyn_into::<Function>().ok()?;
+    let held = Held::from_release(release);
+    // A client id is 53 random bits (random_client_id), exact in a JS number.
+    let client = get("client")
+        .as_f64()
+        .filter(|n| n.fract() == 0.0 && (0.0..=9_007_199_254_740_991.0).contains(n))
+        .map(|n| ClientId(n as u64));
+    let granted = get("granted").dyn_into::<Promise>().ok();
+    match (client, granted) {
+        (Some(client), Some(granted))
+            if get("name").as_string() == Some(tab_lock_name(name, client)) =>
+        {
+            Some(HeadLock {
+                client,
+                held,
+                granted,
+            })
+        }
+        _ => {
+            held.release();
+            None
+        }
+    }
+}
+
 fn worker_failed(what: String) -> impl FnOnce(JsValue) -> Error {
     move |e| Error::new(ErrorCode::WorkerFailed, format!("{what}: {e:?}"))
 }
@@ -1185,6 +1237,11 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
     let changes = BroadcastChannel::new(&format!("sqlite-tabs:{name}:changes"))
         .map_err(worker_failed("could not open the change channel".into()))?;
 
+    // Taken after the last early return: from here on, closing releases it.
+    let (head_client, head_granted, head_held) = match take_head_lock(&options, &name) {
+        Some(lock) => (Some(lock.client), Some(lock.granted), Some(lock.held)),
+        None => (None, None, None),
+    };
     let (connected_tx, connected_rx) = oneshot::channel();
     let inner = Rc::new(Inner {
         name: name.clone(),
@@ -1195,7 +1252,7 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
         router_handler: RefCell::new(None),
         tab_lock_name: RefCell::new(String::new()),
         fallback,
-        client: random_client_id(),
+        client: head_client.unwrap_or_else(random_client_id),
         next_seq: Cell::new(0),
         pending: RefCell::new(BTreeMap::new()),
         deadline_timer: RefCell::new(None),
@@ -1208,7 +1265,7 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
         is_leader: Cell::new(false),
         lead_epoch: Cell::new(None),
         leader_lock: RefCell::new(None),
-        tab_lock: RefCell::new(None),
+        tab_lock: RefCell::new(head_held),
         worker_failed: Cell::new(false),
         worker_opened: RefCell::new(None),
         worker_closed: RefCell::new(None),
@@ -1301,15 +1358,24 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
         // a running leader does it while its worker still loads.
         // The router watches this lock to learn when the tab dies, so it must
         // be held before the router hears of the tab.
-        let tab_lock = format!("sqlite-tabs:{name}:tab:{}", inner.client.0);
-        let (granted_tx, granted_rx) = oneshot::channel();
-        let held = locks::hold(&tab_lock, move || {
-            let _ = granted_tx.send(());
-        })
-        .map_err(worker_failed("Web Locks are unavailable".into()))?;
-        *inner.tab_lock.borrow_mut() = Some(held);
+        let tab_lock = tab_lock_name(&name, inner.client);
         *inner.tab_lock_name.borrow_mut() = tab_lock.clone();
-        let _ = granted_rx.await;
+        match head_granted {
+            Some(granted) => {
+                JsFuture::from(granted)
+                    .await
+                    .map_err(worker_failed("the tab's Web Lock was not granted".into()))?;
+            }
+            None => {
+                let (granted_tx, granted_rx) = oneshot::channel();
+                let held = locks::hold(&tab_lock, move || {
+                    let _ = granted_tx.send(());
+                })
+                .map_err(worker_failed("Web Locks are unavailable".into()))?;
+                *inner.tab_lock.borrow_mut() = Some(held);
+                let _ = granted_rx.await;
+            }
+        }
         inner.post_router(&ToRouter::Hello {
             client: inner.client,
             tab_lock,

@@ -18,6 +18,14 @@ pub struct Held {
 }
 
 impl Held {
+    /// A lock requested by JavaScript (index.js), released by calling `release`.
+    pub fn from_release(release: Function) -> Self {
+        Held {
+            release,
+            abort: None,
+        }
+    }
+
     /// Releases the lock, or withdraws the request if not granted yet.
     pub fn release(&self) {
         let _ = self.release.call0(&JsValue::UNDEFINED);
