@@ -271,8 +271,12 @@ try {
     // Returning visit: the same profile after every tab of the app closed,
     // as the peers' cold open is measured (their worker in a page that
     // loaded it before).
+    // Joining: right after the first tab's first answer, when the browser
+    // is still busy with that tab's start (on 2 cores), and again 1.5 s
+    // later, against a leader that has settled.
     const first = [];
     const joining = [];
+    const joiningSettled = [];
     const returning = [];
     for (let r = 0; r < REPEATS * 2; r++) {
       const context = await browser.newContext();
@@ -280,8 +284,12 @@ try {
       first.push(await openDb(a, 'bench.db'));
       const b = await blank(context);
       joining.push(await openDb(b, 'bench.db'));
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      const d = await blank(context);
+      joiningSettled.push(await openDb(d, 'bench.db'));
       await a.close();
       await b.close();
+      await d.close();
       await new Promise((resolve) => setTimeout(resolve, 1000));
       const c = await blank(context);
       returning.push(await openDb(c, 'bench.db'));
@@ -290,6 +298,7 @@ try {
     out('sqlite-tabs', 'w7-first-tab', first);
     out('sqlite-tabs', 'w7-first-tab-returning', returning);
     out('sqlite-tabs', 'w7-joining-tab', joining);
+    out('sqlite-tabs', 'w7-joining-tab-settled', joiningSettled);
   }
 } finally {
   await browser.close();

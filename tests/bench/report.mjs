@@ -85,6 +85,8 @@ const check = (what, value, ok, target) =>
   check('W7 first tab, returning visit (ms)', again && fmt(again.median), again?.median < 120, '< 120');
   const join = get('sqlite-tabs', 'w7-joining-tab');
   check('W7 tab joining a leader (ms)', join && fmt(join.median), join?.median < 40, '< 40');
+  const settled = get('sqlite-tabs', 'w7-joining-tab-settled');
+  check('(context) W7 tab joining a leader that opened 1.5 s before (ms)', settled && fmt(settled.median), settled?.median < 40, '< 40');
   // The build's size table (cargo xtask build writes it next to the package).
   const sizes = new URL('../../dist/SIZES.txt', import.meta.url);
   const total = fs.existsSync(sizes)
