@@ -9,6 +9,7 @@
 use sqlite_tabs_db_worker::engine::{EngineOptions, JournalMode};
 use sqlite_tabs_db_worker::worker::open_database;
 use sqlite_tabs_protocol::{ClientId, OpenParams, Request, RequestId, Statement, Value};
+use std::sync::Arc;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_dedicated_worker);
@@ -25,6 +26,10 @@ fn now() -> f64 {
 
 /// Timed rounds of the W3 lookups, engine and rusqlite alternating.
 const LOOKUP_ROUNDS: usize = 5;
+/// Rounds of W2 (100,000 inserts in one batch), as the peers run it.
+const WRITE_ROUNDS: usize = 5;
+/// Rounds of W1 (1,000 autocommit inserts), the first ones of WRITE_ROUNDS.
+const AUTOCOMMIT_ROUNDS: usize = 3;
 
 fn median(samples: &[f64]) -> f64 {
     let mut sorted = samples.to_vec();
@@ -72,40 +77,54 @@ async fn journal_and_locking_modes() {
             }
         };
         let e = &mut db.engine;
-        e.execute(
-            id(),
-            Request::Exec {
-                sql: "CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT, b INTEGER)".into(),
+        // Each round writes into tables of its own, empty as native rusqlite's
+        // and the peers' are (they open a new database per round).
+        let mut autocommit_ms = Vec::new();
+        let mut batch_ms = Vec::new();
+        for round in 0..WRITE_ROUNDS {
+            let create = |table: &str| Request::Exec {
+                sql: format!("CREATE TABLE {table}(id INTEGER PRIMARY KEY, a TEXT, b INTEGER)"),
                 tx: None,
-            },
-        )
-        .result
-        .unwrap();
-        let t0 = now();
-        for i in 0..1000 {
-            e.execute(
-                id(),
-                Request::Run {
-                    sql: "INSERT INTO t(a, b) VALUES (?, ?)".into(),
-                    params: vec![Value::Text(format!("row {i}")), Value::Integer(i)],
-                    tx: None,
-                },
-            )
-            .result
-            .unwrap();
+            };
+            e.execute(id(), create(&format!("t{round}")))
+                .result
+                .unwrap();
+            e.execute(id(), create(&format!("b{round}")))
+                .result
+                .unwrap();
+            if round < AUTOCOMMIT_ROUNDS {
+                let sql = format!("INSERT INTO t{round}(a, b) VALUES (?, ?)");
+                let t0 = now();
+                for i in 0..1000 {
+                    e.execute(
+                        id(),
+                        Request::Run {
+                            sql: sql.clone(),
+                            params: vec![Value::Text(format!("row {i}")), Value::Integer(i)],
+                            tx: None,
+                        },
+                    )
+                    .result
+                    .unwrap();
+                }
+                autocommit_ms.push(now() - t0);
+            }
+            // One shared text, as a decoded batch() has it.
+            let sql: Arc<str> = format!("INSERT INTO b{round}(a, b) VALUES (?, ?)").into();
+            let statements: Vec<Statement> = (0..100_000)
+                .map(|i| Statement {
+                    sql: sql.clone(),
+                    params: vec![Value::Text(format!("batch row {i}")), Value::Integer(i)],
+                })
+                .collect();
+            let t0 = now();
+            e.execute(id(), Request::Batch { statements })
+                .result
+                .unwrap();
+            batch_ms.push(now() - t0);
         }
-        let autocommit = now() - t0;
-        let statements: Vec<Statement> = (0..100_000)
-            .map(|i| Statement {
-                sql: "INSERT INTO t(a, b) VALUES (?, ?)".into(),
-                params: vec![Value::Text(format!("batch row {i}")), Value::Integer(i)],
-            })
-            .collect();
-        let t0 = now();
-        e.execute(id(), Request::Batch { statements })
-            .result
-            .unwrap();
-        let batch = now() - t0;
+        let autocommit = median(&autocommit_ms);
+        let batch = median(&batch_ms);
         // The same table as native rusqlite's and the peers' W3: 10,000 rows.
         e.execute(
             id(),
@@ -205,15 +224,15 @@ async fn journal_and_locking_modes() {
             pragma("journal_mode"),
             pragma("locking_mode"),
         );
-        for (workload, ms) in [("w1", autocommit), ("w2", batch)] {
-            console_log!(
-                r#"{{"engine":"{engine}","workload":"{workload}","samples_ms":[{ms:.3}],"pragmas":{pragmas}}}"#
-            );
-        }
         let rusqlite = engine.replace("sqlite-tabs-engine-in-worker", "rusqlite-in-worker");
-        for (engine, samples) in [(&engine, &lookups_ms), (&rusqlite, &direct_ms)] {
+        for (engine, workload, samples) in [
+            (&engine, "w1", &autocommit_ms),
+            (&engine, "w2", &batch_ms),
+            (&engine, "w3", &lookups_ms),
+            (&rusqlite, "w3", &direct_ms),
+        ] {
             console_log!(
-                r#"{{"engine":"{engine}","workload":"w3","samples_ms":{},"pragmas":{pragmas}}}"#,
+                r#"{{"engine":"{engine}","workload":"{workload}","samples_ms":{},"pragmas":{pragmas}}}"#,
                 json_list(samples)
             );
         }
