@@ -1238,10 +1238,11 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
         .map_err(worker_failed("could not open the change channel".into()))?;
 
     // Taken after the last early return: from here on, closing releases it.
-    let (head_client, head_granted, head_held) = match take_head_lock(&options, &name) {
-        Some(lock) => (Some(lock.client), Some(lock.granted), Some(lock.held)),
-        None => (None, None, None),
-    };
+    let head_lock = take_head_lock(&options, &name);
+    let client = head_lock
+        .as_ref()
+        .map_or_else(random_client_id, |lock| lock.client);
+    let (head_granted, head_held) = head_lock.map(|lock| (lock.granted, lock.held)).unzip();
     let (connected_tx, connected_rx) = oneshot::channel();
     let inner = Rc::new(Inner {
         name: name.clone(),
@@ -1252,7 +1253,7 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
         router_handler: RefCell::new(None),
         tab_lock_name: RefCell::new(String::new()),
         fallback,
-        client: head_client.unwrap_or_else(random_client_id),
+        client,
         next_seq: Cell::new(0),
         pending: RefCell::new(BTreeMap::new()),
         deadline_timer: RefCell::new(None),
