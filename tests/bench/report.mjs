@@ -74,20 +74,28 @@ const check = (what, value, ok, target) =>
   check('SELECT 1 from a follower / raw brokered-port echo (median of paired runs)', r?.toFixed(2), r <= 1.2, '≤ 1.2');
   const l = paired(get('sqlite-tabs-leader', 'w0-select1'), get('raw', 'w0-worker-echo'));
   check('SELECT 1 from the leader / raw worker echo (median of paired runs)', l?.toFixed(2), l <= 1.2, '≤ 1.2');
-  const native = get('native', 'w2');
+  // Native rusqlite is the machine's limit: its fastest sample. This
+  // machine's speed swings up to 1.8x from one minute to the next (native
+  // W3 read 1.65 and 2.99 ms minutes apart, nothing else running), and a
+  // slow native run must not make our ratios look better than they are.
+  const nativeBest = (workload) => {
+    const n = get('native', workload);
+    return n && { ...n, median: Math.min(...n.samples_ms) };
+  };
+  const native = nativeBest('w2');
   const ours = get('sqlite-tabs-leader', 'w2');
   const w2 = native && ours ? native.median / ours.median : undefined;
-  check('W2 throughput vs native rusqlite', w2 === undefined ? undefined : `${(w2 * 100).toFixed(0)}%`, w2 >= 0.4, '≥ 40%');
+  check('W2 throughput vs native rusqlite (its fastest run)', w2 === undefined ? undefined : `${(w2 * 100).toFixed(0)}%`, w2 >= 0.4, '≥ 40%');
   for (const peer of ['sqlite-wasm wal/exclusive', 'wa-sqlite wal/exclusive']) {
     const p = get(peer, 'w2');
     const r2 = ratio(ours, p);
     check(`W2 sqlite-tabs / ${peer}`, r2?.toFixed(2), r2 < 1, '< 1');
   }
-  const w3 = ratio(get('sqlite-tabs-engine-in-worker wal/exclusive', 'w3'), get('native', 'w3'));
-  check('W3 engine in its worker / native (both wal/exclusive)', w3?.toFixed(1), w3 <= 2, '≤ 2');
-  const floor = ratio(get('rusqlite-in-worker wal/exclusive', 'w3'), get('native', 'w3'));
+  const w3 = ratio(get('sqlite-tabs-engine-in-worker wal/exclusive', 'w3'), nativeBest('w3'));
+  check('W3 engine in its worker / native (both wal/exclusive; native: its fastest run)', w3?.toFixed(1), w3 <= 2, '≤ 2');
+  const floor = ratio(get('rusqlite-in-worker wal/exclusive', 'w3'), nativeBest('w3'));
   check('(context) W3 rusqlite alone in the worker / native', floor?.toFixed(1), floor <= 2, '—');
-  const w3l = ratio(get('sqlite-tabs-leader', 'w3'), get('native', 'w3'));
+  const w3l = ratio(get('sqlite-tabs-leader', 'w3'), nativeBest('w3'));
   check('W3 through the JS API from the leader / native', w3l?.toFixed(1), w3l <= 2, '≤ 2');
   const w4 = get('sqlite-tabs-follower', 'w4-10000x10');
   check('W4 10,000 x 10 to a follower (ms)', w4 && fmt(w4.median), w4?.median < 40, '< 40');
@@ -143,7 +151,7 @@ default incognito-style contexts is several times slower), pages served with COO
 for fine timers.
 Every engine ran in this one run; ratios below compare numbers of this run only. Native
 rusqlite ran at its start and again at its end (the machine's speed drifts over minutes):
-its rows pool both runs' samples.
+its rows pool both runs' samples, and ratios to native use its fastest sample.
 
 Workloads: W0 10,000 round trips; W1 1,000 single-row inserts, one commit each; W2
 100,000 inserts in one transaction (one \`batch()\` for sqlite-tabs); W3 5,000 primary-key
