@@ -272,7 +272,8 @@ try {
     // as the peers' cold open is measured (their worker in a page that
     // loaded it before).
     // Joining: right after the first tab's first answer, when the browser
-    // is still busy with that tab's start (on 2 cores), and again 1.5 s
+    // is still busy with that tab's start (on 2 cores), and, in contexts of
+    // their own (so that the visits above keep their conditions), 1.5 s
     // later, against a leader that has settled.
     const first = [];
     const joining = [];
@@ -281,15 +282,20 @@ try {
     for (let r = 0; r < REPEATS * 2; r++) {
       const context = await browser.newContext();
       const a = await blank(context);
-      first.push(await openDb(a, 'bench.db'));
-      const b = await blank(context);
-      joining.push(await openDb(b, 'bench.db'));
+      await openDb(a, 'bench.db');
       await new Promise((resolve) => setTimeout(resolve, 1500));
       const d = await blank(context);
       joiningSettled.push(await openDb(d, 'bench.db'));
+      await context.close();
+    }
+    for (let r = 0; r < REPEATS * 2; r++) {
+      const context = await browser.newContext();
+      const a = await blank(context);
+      first.push(await openDb(a, 'bench.db'));
+      const b = await blank(context);
+      joining.push(await openDb(b, 'bench.db'));
       await a.close();
       await b.close();
-      await d.close();
       await new Promise((resolve) => setTimeout(resolve, 1000));
       const c = await blank(context);
       returning.push(await openDb(c, 'bench.db'));
