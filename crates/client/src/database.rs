@@ -85,7 +85,6 @@ struct Inner {
     router_watch: RefCell<Option<Held>>,
     /// Reads the router's port (set again on a new router's port).
     router_handler: RefCell<Option<Handler>>,
-    tab_lock_name: RefCell<String>,
     /// Fallback mode (no SharedWorker): requests and replies on channels.
     fallback: Option<(BroadcastChannel, BroadcastChannel)>,
     client: ClientId,
@@ -442,7 +441,7 @@ impl Inner {
         }
         self.post_router(&ToRouter::Hello {
             client: self.client,
-            tab_lock: self.tab_lock_name.borrow().clone(),
+            tab_lock: tab_lock_name(&self.name, self.client),
         });
         if self.is_leader.get() {
             self.post_router(&ToRouter::LeaderReady {
@@ -1251,7 +1250,6 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
         router_source,
         router_watch: RefCell::new(None),
         router_handler: RefCell::new(None),
-        tab_lock_name: RefCell::new(String::new()),
         fallback,
         client,
         next_seq: Cell::new(0),
@@ -1360,7 +1358,6 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
         // The router watches this lock to learn when the tab dies, so it must
         // be held before the router hears of the tab.
         let tab_lock = tab_lock_name(&name, inner.client);
-        *inner.tab_lock_name.borrow_mut() = tab_lock.clone();
         match head_granted {
             Some(granted) => {
                 JsFuture::from(granted)
