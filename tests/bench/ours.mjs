@@ -82,14 +82,23 @@ try {
         (r) => (shared.port.onmessage = (e) => e.data === 'connected' && r(e.ports[0])),
       );
     });
+    // `binary`: each message a fresh 32-byte ArrayBuffer, about the size of a
+    // SELECT 1 request and its answer in our protocol, in place of a number
+    // (context: what a binary protocol costs on the raw transport itself).
     const echo = () =>
-      async function () {
+      async function (binary) {
         const target = window.echoPort ?? window.echo;
         const t0 = performance.now();
         for (let i = 0; i < 10000; i++) {
           await new Promise((res) => {
             target.onmessage = res;
-            target.postMessage(i);
+            if (binary) {
+              const bytes = new Uint8Array(32);
+              bytes[0] = i;
+              target.postMessage(bytes.buffer);
+            } else {
+              target.postMessage(i);
+            }
           });
         }
         return performance.now() - t0;
@@ -101,16 +110,24 @@ try {
         for (let i = 0; i < 10000; i++) await db.query('SELECT 1');
         return performance.now() - t0;
       };
-    const w0 = { worker: [], port: [], leader: [], follower: [] };
+    const w0 = { worker: [], port: [], leader: [], follower: [], workerBinary: [], portBinary: [] };
     for (let r = 0; r < REPEATS; r++) {
-      w0.worker.push(await leader.evaluate(echo()));
+      w0.worker.push(await leader.evaluate(echo(), false));
       w0.leader.push(await leader.evaluate(select1()));
-      w0.port.push(await follower.evaluate(echo()));
+      w0.workerBinary.push(await leader.evaluate(echo(), true));
+      w0.port.push(await follower.evaluate(echo(), false));
       w0.follower.push(await follower.evaluate(select1()));
+      w0.portBinary.push(await follower.evaluate(echo(), true));
     }
     const pairs = (ours, floor) => ours.map((t, i) => t / floor[i]);
     out('raw', 'w0-worker-echo', w0.worker);
     out('raw', 'w0-brokered-port-echo', w0.port);
+    out('raw', 'w0-worker-echo-32-byte-buffers', w0.workerBinary, {
+      ratio_samples: pairs(w0.workerBinary, w0.worker),
+    });
+    out('raw', 'w0-brokered-port-echo-32-byte-buffers', w0.portBinary, {
+      ratio_samples: pairs(w0.portBinary, w0.port),
+    });
     out('sqlite-tabs-leader', 'w0-select1', w0.leader, { ratio_samples: pairs(w0.leader, w0.worker) });
     out('sqlite-tabs-follower', 'w0-select1', w0.follower, { ratio_samples: pairs(w0.follower, w0.port) });
     for (const [name, page] of [['leader', leader], ['follower', follower]]) {

@@ -65,7 +65,11 @@ const table = [
 const ratio = (a, b) => (a && b ? a.median / b.median : undefined);
 const checks = [];
 const check = (what, value, ok, target) =>
-  checks.push(`| ${what} | ${value === undefined ? '—' : value} | ${target} | ${value === undefined ? 'not measured' : ok ? 'met' : 'missed'} |`);
+  checks.push(
+    `| ${what} | ${value === undefined ? '—' : value} | ${target} | ${
+      value === undefined ? 'not measured' : ok === null ? '' : ok ? 'met' : 'missed'
+    } |`,
+  );
 {
   // W0 pairs each SELECT 1 run with the floor run just before it: the median
   // of those ratios (the ratio of medians if a run has no pairs).
@@ -74,6 +78,16 @@ const check = (what, value, ok, target) =>
   check('SELECT 1 from a follower / raw brokered-port echo (median of paired runs)', r?.toFixed(2), r <= 1.2, '≤ 1.2');
   const l = paired(get('sqlite-tabs-leader', 'w0-select1'), get('raw', 'w0-worker-echo'));
   check('SELECT 1 from the leader / raw worker echo (median of paired runs)', l?.toFixed(2), l <= 1.2, '≤ 1.2');
+  // The same echoes with 32-byte ArrayBuffers instead of numbers: the part of
+  // the gap that any binary protocol pays on the transport itself.
+  for (const [what, workload] of [
+    ['brokered-port', 'w0-brokered-port-echo-32-byte-buffers'],
+    ['worker', 'w0-worker-echo-32-byte-buffers'],
+  ]) {
+    const b = get('raw', workload);
+    const rb = b?.ratio_samples?.length ? median(b.ratio_samples) : undefined;
+    check(`(context) raw ${what} echo of 32-byte ArrayBuffers / of numbers (median of paired runs)`, rb?.toFixed(2), null, '—');
+  }
   // Native rusqlite is the machine's limit: its fastest sample. This
   // machine's speed swings up to 1.8x from one minute to the next (native
   // W3 read 1.65 and 2.99 ms minutes apart, nothing else running), and a
