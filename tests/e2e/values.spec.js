@@ -1,7 +1,8 @@
 // Values through the packed batch and row paths (crates/client/js/marshal.js):
 // every type, text the packing must split exactly (non-ASCII, astral characters,
 // lone surrogates, empty strings), repeated and alternating SQL, rowids beyond
-// 2^53, and the typed errors a bad statement or value gets, by index.
+// 2^53, the typed errors a bad statement or value gets, by index, and arguments
+// read when a call is made.
 import { test, expect } from '@playwright/test';
 
 test.beforeEach(async ({ page }) => {
@@ -162,4 +163,28 @@ test('a bad statement or value in a batch is a typed error naming it, and nothin
   expect(r.sqlError).toMatch(/^SqliteTabsError SQLITE_ERROR batch statement 2: no such table: nope/);
   expect(r.empty).toBe('ok');
   expect(r.count).toBe(0);
+});
+
+test('arguments are read when the call is made: changing them afterwards changes nothing', async ({ page }) => {
+  const r = await page.evaluate(async () => {
+    const db = window.db;
+    await db.exec('CREATE TABLE later (id INTEGER PRIMARY KEY, x TEXT)');
+    const params = ['first'];
+    const statements = [{ sql: 'INSERT INTO later (x) VALUES (?)', params: ['batched'] }];
+    const select = ['first'];
+    // Not awaited before the arguments change, as a caller reusing a buffer would.
+    const run = db.run('INSERT INTO later (x) VALUES (?)', params);
+    const batch = db.batch(statements);
+    const rows = db.query('SELECT x FROM later WHERE x = ?', select);
+    params[0] = 'changed';
+    statements[0].params[0] = 'changed';
+    statements.push({ sql: 'INSERT INTO later (x) VALUES (?)', params: ['added'] });
+    select[0] = 'changed';
+    const results = await Promise.all([run, batch, rows]);
+    const stored = await db.query('SELECT x FROM later ORDER BY id');
+    return { batched: results[1].length, selected: results[2], stored: stored.map((s) => s.x) };
+  });
+  expect(r.stored).toEqual(['first', 'batched']);
+  expect(r.batched).toBe(1);
+  expect(r.selected).toEqual([{ x: 'first' }]);
 });

@@ -81,7 +81,11 @@ export interface ChangeEvent {
   resync?: true;
 }
 
-/** An open database. */
+/**
+ * An open database. Each call sends its request at once, in the order the
+ * calls are made, with its arguments as they are at the call: changing an
+ * array afterwards does not change what runs.
+ */
 export declare class Database {
   private constructor();
   /** Runs one or more statements (no parameters). */

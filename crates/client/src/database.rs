@@ -61,9 +61,47 @@ struct Watch {
 
 struct Pending {
     request: Request,
-    reply: oneshot::Sender<Result<Reply, Error>>,
+    reply: Waiter,
     /// When it fails with TIMEOUT (`Date.now()` milliseconds).
     deadline: f64,
+}
+
+/// Who waits for a request's answer.
+enum Waiter {
+    /// An internal caller awaiting [`Inner::call`].
+    Task(oneshot::Sender<Result<Reply, Error>>),
+    /// A promise of the JS API, settled from the message handler the answer
+    /// arrives in. Going through a future instead (`future_to_promise`) costs
+    /// two executor hops per call (queueMicrotask, wake, poll), a measurable
+    /// part of a round trip of ~60-90 us (W0, issue #5).
+    Promise {
+        resolve: Function,
+        reject: Function,
+        /// Turns the answer into what the promise resolves to.
+        answer: fn(Reply) -> Result<JsValue, Error>,
+    },
+}
+
+impl Waiter {
+    fn settle(self, result: Result<Reply, Error>) {
+        match self {
+            Waiter::Task(tx) => {
+                let _ = tx.send(result);
+            }
+            Waiter::Promise {
+                resolve,
+                reject,
+                answer,
+            } => {
+                // Settling only queues the promise's reactions: no user code
+                // runs inside this call.
+                let _ = match result.and_then(answer) {
+                    Ok(value) => resolve.call1(&JsValue::UNDEFINED, &value),
+                    Err(e) => reject.call1(&JsValue::UNDEFINED, &to_js_error(&e)),
+                };
+            }
+        }
+    }
 }
 
 /// The port to the leader's worker, brokered by the router for one epoch.
@@ -327,9 +365,9 @@ impl Inner {
             }
         }
         // A missing entry means the caller already timed out.
-        if let Some(p) = pending.remove(&id) {
-            let _ = p.reply.send(result);
-        }
+        let Some(p) = pending.remove(&id) else { return };
+        drop(pending);
+        p.reply.settle(result);
     }
 
     /// The tab's own worker died or could not load.
@@ -521,12 +559,12 @@ impl Inner {
             .filter(|(_, p)| !retryable(&p.request))
             .map(|(id, _)| *id)
             .collect();
-        for id in lost {
-            if let Some(p) = pending.remove(&id) {
-                let _ = p.reply.send(Err(leader_lost(
-                    "its interactive transaction was rolled back",
-                )));
-            }
+        let lost: Vec<Pending> = lost.iter().filter_map(|id| pending.remove(id)).collect();
+        drop(pending);
+        for p in lost {
+            p.reply.settle(Err(leader_lost(
+                "its interactive transaction was rolled back",
+            )));
         }
     }
 
@@ -822,8 +860,43 @@ impl Inner {
 
     /// Sends a request and waits for its answer or its timeout.
     async fn call(self: &Rc<Self>, request: Request) -> Result<Reply, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(request, Waiter::Task(tx));
+        rx.await.unwrap_or_else(|_canceled| {
+            Err(Error::new(ErrorCode::Closed, "the database was closed"))
+        })
+    }
+
+    /// A request of the JS API: sent now, in call order, and answered by a
+    /// promise that `answer` resolves from the reply. A request that could
+    /// not be built (bad arguments) rejects it.
+    fn promise(
+        self: &Rc<Self>,
+        request: Result<Request, Error>,
+        answer: fn(Reply) -> Result<JsValue, Error>,
+    ) -> Promise {
+        let mut waiter = None;
+        let promise = Promise::new(&mut |resolve, reject| {
+            waiter = Some(Waiter::Promise {
+                resolve,
+                reject,
+                answer,
+            });
+        });
+        if let Some(waiter) = waiter {
+            match request {
+                Ok(request) => self.enqueue(request, waiter),
+                Err(e) => waiter.settle(Err(e)),
+            }
+        }
+        promise
+    }
+
+    /// Sends a request; `waiter` gets its answer, or its timeout.
+    fn enqueue(self: &Rc<Self>, request: Request, waiter: Waiter) {
         if self.closed.get() {
-            return Err(Error::new(ErrorCode::Closed, "the database is closed"));
+            waiter.settle(Err(Error::new(ErrorCode::Closed, "the database is closed")));
+            return;
         }
         let seq = self.next_seq.get() + 1;
         self.next_seq.set(seq);
@@ -831,20 +904,16 @@ impl Inner {
             client: self.client,
             seq,
         };
-        let (tx, rx) = oneshot::channel();
         self.pending.borrow_mut().insert(
             id,
             Pending {
                 request: request.clone(),
-                reply: tx,
+                reply: waiter,
                 deadline: js_sys::Date::now() + f64::from(self.timeout_ms),
             },
         );
         self.arm_deadline_timer();
         self.send(id, request);
-        rx.await.unwrap_or_else(|_canceled| {
-            Err(Error::new(ErrorCode::Closed, "the database was closed"))
-        })
     }
 
     /// Arms the deadline timer for the earliest pending deadline unless it
@@ -890,7 +959,7 @@ impl Inner {
             ids.iter().filter_map(|id| pending.remove(id)).collect()
         };
         for p in expired {
-            let _ = p.reply.send(Err(Error::new(
+            p.reply.settle(Err(Error::new(
                 ErrorCode::Timeout,
                 format!(
                     "no answer within {} ms{waiting}; a write may still be applied",
@@ -904,7 +973,7 @@ impl Inner {
     fn fail_pending(&self, error: &Error) {
         let pending = std::mem::take(&mut *self.pending.borrow_mut());
         for (_, p) in pending {
-            let _ = p.reply.send(Err(error.clone()));
+            p.reply.settle(Err(error.clone()));
         }
     }
 
@@ -952,65 +1021,81 @@ impl Inner {
     }
 }
 
-fn js_result(result: Result<JsValue, Error>) -> Result<JsValue, JsValue> {
-    result.map_err(|e| to_js_error(&e))
-}
-
 fn unexpected(reply: Reply) -> Error {
     Error::internal(format!("unexpected reply {reply:?}"))
 }
 
-#[derive(Clone, Copy)]
-enum Shape {
-    Objects,
-    Raw,
+fn query_request(sql: &JsValue, params: &JsValue, tx: Option<TxId>) -> Result<Request, Error> {
+    Ok(Request::Query {
+        sql: to_sql(sql)?,
+        params: to_params(params)?,
+        tx,
+    })
 }
 
-async fn query(
-    inner: Rc<Inner>,
-    sql: JsValue,
-    params: JsValue,
-    tx: Option<TxId>,
-    shape: Shape,
-) -> Result<JsValue, Error> {
-    let request = Request::Query {
-        sql: to_sql(&sql)?,
-        params: to_params(&params)?,
+fn run_request(sql: &JsValue, params: &JsValue, tx: Option<TxId>) -> Result<Request, Error> {
+    Ok(Request::Run {
+        sql: to_sql(sql)?,
+        params: to_params(params)?,
         tx,
-    };
-    match inner.call(request).await? {
-        Reply::Rows(rows) => Ok(match shape {
-            Shape::Objects => rows_to_objects(&rows).into(),
-            Shape::Raw => rows_to_raw(&rows).into(),
-        }),
+    })
+}
+
+fn exec_request(sql: &JsValue, tx: Option<TxId>) -> Result<Request, Error> {
+    Ok(Request::Exec {
+        sql: to_sql(sql)?,
+        tx,
+    })
+}
+
+/// Rows as objects keyed by column name (`query`).
+fn objects_answer(reply: Reply) -> Result<JsValue, Error> {
+    match reply {
+        Reply::Rows(rows) => Ok(rows_to_objects(&rows).into()),
         other => Err(unexpected(other)),
     }
 }
 
-async fn run(
-    inner: Rc<Inner>,
-    sql: JsValue,
-    params: JsValue,
-    tx: Option<TxId>,
-) -> Result<JsValue, Error> {
-    let request = Request::Run {
-        sql: to_sql(&sql)?,
-        params: to_params(&params)?,
-        tx,
-    };
-    match inner.call(request).await? {
+/// `{ columns, rows }` with each row an array (`queryRaw`).
+fn raw_answer(reply: Reply) -> Result<JsValue, Error> {
+    match reply {
+        Reply::Rows(rows) => Ok(rows_to_raw(&rows).into()),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// `{ changes, lastInsertRowid }` (`run`).
+fn run_answer(reply: Reply) -> Result<JsValue, Error> {
+    match reply {
         Reply::Run(r) => Ok(run_result(&r)),
         other => Err(unexpected(other)),
     }
 }
 
-async fn exec(inner: Rc<Inner>, sql: JsValue, tx: Option<TxId>) -> Result<JsValue, Error> {
-    let request = Request::Exec {
-        sql: to_sql(&sql)?,
-        tx,
-    };
-    match inner.call(request).await? {
+/// Nothing (`exec`).
+fn done_answer(reply: Reply) -> Result<JsValue, Error> {
+    match reply {
         Reply::Done => Ok(JsValue::UNDEFINED),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// One run result per statement (`batch`).
+fn batch_answer(reply: Reply) -> Result<JsValue, Error> {
+    match reply {
+        Reply::Batch(results) => Ok(run_results(&results).into()),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Table names (`tables`).
+fn tables_answer(reply: Reply) -> Result<JsValue, Error> {
+    match reply {
+        Reply::Tables(tables) => Ok(tables
+            .iter()
+            .map(|t| JsValue::from_str(t))
+            .collect::<Array>()
+            .into()),
         other => Err(unexpected(other)),
     }
 }
@@ -1439,81 +1524,58 @@ pub struct Database {
 impl Database {
     /// Runs one or more statements without parameters.
     pub fn exec(&self, sql: JsValue) -> Promise {
-        let inner = self.inner.clone();
-        future_to_promise(async move { js_result(exec(inner, sql, None).await) })
+        self.inner.promise(exec_request(&sql, None), done_answer)
     }
 
     /// Runs one statement; resolves to rows as objects keyed by column name.
     pub fn query(&self, sql: JsValue, params: JsValue) -> Promise {
-        let inner = self.inner.clone();
-        future_to_promise(async move {
-            js_result(query(inner, sql, params, None, Shape::Objects).await)
-        })
+        self.inner
+            .promise(query_request(&sql, &params, None), objects_answer)
     }
 
     /// Runs one statement; resolves to `{ columns, rows }` with rows as arrays.
     #[wasm_bindgen(js_name = queryRaw)]
     pub fn query_raw(&self, sql: JsValue, params: JsValue) -> Promise {
-        let inner = self.inner.clone();
-        future_to_promise(
-            async move { js_result(query(inner, sql, params, None, Shape::Raw).await) },
-        )
+        self.inner
+            .promise(query_request(&sql, &params, None), raw_answer)
     }
 
     /// Runs one statement; resolves to `{ changes, lastInsertRowid }`.
     pub fn run(&self, sql: JsValue, params: JsValue) -> Promise {
-        let inner = self.inner.clone();
-        future_to_promise(async move { js_result(run(inner, sql, params, None).await) })
+        self.inner
+            .promise(run_request(&sql, &params, None), run_answer)
     }
 
     /// Runs several statements atomically; resolves to one run result each.
     pub fn batch(&self, statements: JsValue) -> Promise {
-        let inner = self.inner.clone();
-        future_to_promise(async move {
-            js_result(
-                async {
-                    let statements = to_statements(&statements)?;
-                    match inner.call(Request::Batch { statements }).await? {
-                        Reply::Batch(results) => Ok(run_results(&results).into()),
-                        other => Err(unexpected(other)),
-                    }
-                }
-                .await,
-            )
-        })
+        let request = to_statements(&statements).map(|statements| Request::Batch { statements });
+        self.inner.promise(request, batch_answer)
     }
 
     /// The tables a statement reads, as SQLite reports them (for live queries).
     pub fn tables(&self, sql: JsValue) -> Promise {
-        let inner = self.inner.clone();
-        future_to_promise(async move {
-            js_result(
-                async {
-                    match inner.call(Request::Tables { sql: to_sql(&sql)? }).await? {
-                        Reply::Tables(tables) => Ok(tables
-                            .iter()
-                            .map(|t| JsValue::from_str(t))
-                            .collect::<Array>()
-                            .into()),
-                        other => Err(unexpected(other)),
-                    }
-                }
-                .await,
-            )
-        })
+        let request = to_sql(&sql).map(|sql| Request::Tables { sql });
+        self.inner.promise(request, tables_answer)
     }
 
     /// Runs `fn(tx)` inside a transaction: commits when its promise resolves,
     /// rolls back when it rejects (and rejects with the same reason).
     pub fn transaction(&self, f: JsValue) -> Promise {
         let inner = self.inner.clone();
+        let Some(f) = f.dyn_ref::<Function>().cloned() else {
+            return Promise::reject(&to_js_error(&Error::bad_request(
+                "transaction() takes a function (tx) => Promise",
+            )));
+        };
+        // Sent now, like every other call, so that requests keep the order
+        // they were made in.
+        let (began, begin) = oneshot::channel();
+        inner.enqueue(Request::Begin, Waiter::Task(began));
         future_to_promise(async move {
-            let Some(f) = f.dyn_ref::<Function>().cloned() else {
-                return Err(to_js_error(&Error::bad_request(
-                    "transaction() takes a function (tx) => Promise",
-                )));
-            };
-            let tx = match inner.call(Request::Begin).await {
+            let begun = begin.await.unwrap_or_else(|_canceled| {
+                Err(Error::new(ErrorCode::Closed, "the database was closed"))
+            });
+            let tx = match begun {
                 Ok(Reply::Began(tx)) => tx,
                 Ok(other) => return Err(to_js_error(&unexpected(other))),
                 Err(e) => return Err(to_js_error(&e)),
@@ -1766,38 +1828,34 @@ impl Transaction {
 impl Transaction {
     /// `exec` inside the transaction.
     pub fn exec(&self, sql: JsValue) -> Promise {
-        let (inner, tx, check) = (self.inner.clone(), self.tx, self.check());
-        future_to_promise(async move {
-            check.map_err(|e| to_js_error(&e))?;
-            js_result(exec(inner, sql, Some(tx)).await)
-        })
+        let request = self
+            .check()
+            .and_then(|()| exec_request(&sql, Some(self.tx)));
+        self.inner.promise(request, done_answer)
     }
 
     /// `query` inside the transaction.
     pub fn query(&self, sql: JsValue, params: JsValue) -> Promise {
-        let (inner, tx, check) = (self.inner.clone(), self.tx, self.check());
-        future_to_promise(async move {
-            check.map_err(|e| to_js_error(&e))?;
-            js_result(query(inner, sql, params, Some(tx), Shape::Objects).await)
-        })
+        let request = self
+            .check()
+            .and_then(|()| query_request(&sql, &params, Some(self.tx)));
+        self.inner.promise(request, objects_answer)
     }
 
     /// `queryRaw` inside the transaction.
     #[wasm_bindgen(js_name = queryRaw)]
     pub fn query_raw(&self, sql: JsValue, params: JsValue) -> Promise {
-        let (inner, tx, check) = (self.inner.clone(), self.tx, self.check());
-        future_to_promise(async move {
-            check.map_err(|e| to_js_error(&e))?;
-            js_result(query(inner, sql, params, Some(tx), Shape::Raw).await)
-        })
+        let request = self
+            .check()
+            .and_then(|()| query_request(&sql, &params, Some(self.tx)));
+        self.inner.promise(request, raw_answer)
     }
 
     /// `run` inside the transaction.
     pub fn run(&self, sql: JsValue, params: JsValue) -> Promise {
-        let (inner, tx, check) = (self.inner.clone(), self.tx, self.check());
-        future_to_promise(async move {
-            check.map_err(|e| to_js_error(&e))?;
-            js_result(run(inner, sql, params, Some(tx)).await)
-        })
+        let request = self
+            .check()
+            .and_then(|()| run_request(&sql, &params, Some(self.tx)));
+        self.inner.promise(request, run_answer)
     }
 }
