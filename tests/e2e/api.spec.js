@@ -59,6 +59,27 @@ test('bad input is a typed error and the next request succeeds', async ({ page }
     }));
     out.push(await attempt('next', next));
     out.push(await attempt('count', async () => (await db.query('SELECT count(*) AS n FROM bad'))[0].n));
+    // Bad arguments reject the returned promise; no method throws at the call.
+    const calls = {
+      exec: () => db.exec(null),
+      query: () => db.query(42),
+      run: () => db.run('SELECT ?', 5),
+      batch: () => db.batch('INSERT INTO bad VALUES (1)'),
+      tables: () => db.tables({}),
+      transaction: () => db.transaction(42),
+    };
+    for (const [name, call] of Object.entries(calls)) {
+      let returned;
+      try {
+        returned = call();
+      } catch (e) {
+        out.push({ label: `${name}: a promise`, ok: false, threw: e.message });
+        continue;
+      }
+      out.push({ label: `${name}: a promise`, ok: returned instanceof Promise });
+      out.push(await attempt(`${name}: rejects`, () => returned));
+    }
+    out.push(await attempt('next', next));
     return out;
   });
   const byLabel = (label) => results.filter((r) => r.label === label);
@@ -84,6 +105,10 @@ test('bad input is a typed error and the next request succeeds', async ({ page }
   expect(byLabel('10 MB back')[0]).toMatchObject({ ok: true, value: String(10 * 1024 * 1024) });
   // 'dup' and the big string: nothing from the failed calls.
   expect(byLabel('count')[0]).toMatchObject({ ok: true, value: '2' });
+  for (const name of ['exec', 'query', 'run', 'batch', 'tables', 'transaction']) {
+    expect(byLabel(`${name}: a promise`)[0], name).toEqual({ label: `${name}: a promise`, ok: true });
+    error(`${name}: rejects`, 'BAD_REQUEST');
+  }
 });
 
 test('transaction commits, rolls back on throw, and its handle dies with it', async ({ page }) => {

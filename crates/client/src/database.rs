@@ -1,5 +1,6 @@
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::rc::{Rc, Weak};
 
 use futures_channel::oneshot;
@@ -860,11 +861,18 @@ impl Inner {
 
     /// Sends a request and waits for its answer or its timeout.
     async fn call(self: &Rc<Self>, request: Request) -> Result<Reply, Error> {
+        self.start(request).await
+    }
+
+    /// Sends a request now; the future it returns gets the answer.
+    fn start(self: &Rc<Self>, request: Request) -> impl Future<Output = Result<Reply, Error>> {
         let (tx, rx) = oneshot::channel();
         self.enqueue(request, Waiter::Task(tx));
-        rx.await.unwrap_or_else(|_canceled| {
-            Err(Error::new(ErrorCode::Closed, "the database was closed"))
-        })
+        async move {
+            rx.await.unwrap_or_else(|_canceled| {
+                Err(Error::new(ErrorCode::Closed, "the database was closed"))
+            })
+        }
     }
 
     /// A request of the JS API: sent now, in call order, and answered by a
@@ -1569,13 +1577,9 @@ impl Database {
         };
         // Sent now, like every other call, so that requests keep the order
         // they were made in.
-        let (began, begin) = oneshot::channel();
-        inner.enqueue(Request::Begin, Waiter::Task(began));
+        let begin = inner.start(Request::Begin);
         future_to_promise(async move {
-            let begun = begin.await.unwrap_or_else(|_canceled| {
-                Err(Error::new(ErrorCode::Closed, "the database was closed"))
-            });
-            let tx = match begun {
+            let tx = match begin.await {
                 Ok(Reply::Began(tx)) => tx,
                 Ok(other) => return Err(to_js_error(&unexpected(other))),
                 Err(e) => return Err(to_js_error(&e)),
