@@ -88,6 +88,18 @@ const check = (what, value, ok, target) =>
     const rb = b?.ratio_samples?.length ? median(b.ratio_samples) : undefined;
     check(`(context) raw ${what} echo of 32-byte ArrayBuffers / of numbers (median of paired runs)`, rb?.toFixed(2), null, '—');
   }
+  // SELECT 1 against the binary echoes, run by run (both in the same round).
+  const perRun = (ours, floor) =>
+    ours?.samples_ms?.length && ours.samples_ms.length === floor?.samples_ms?.length
+      ? median(ours.samples_ms.map((t, i) => t / floor.samples_ms[i]))
+      : undefined;
+  for (const [who, what, workload] of [
+    ['follower', 'brokered-port', 'w0-brokered-port-echo-32-byte-buffers'],
+    ['leader', 'worker', 'w0-worker-echo-32-byte-buffers'],
+  ]) {
+    const rb = perRun(get(`sqlite-tabs-${who}`, 'w0-select1'), get('raw', workload));
+    check(`(context) SELECT 1 from the ${who} / raw ${what} echo of 32-byte ArrayBuffers (median of paired runs)`, rb?.toFixed(2), null, '—');
+  }
   // Native rusqlite is the machine's limit: its fastest sample. This
   // machine's speed swings up to 1.8x from one minute to the next (native
   // W3 read 1.65 and 2.99 ms minutes apart, nothing else running), and a
@@ -156,7 +168,9 @@ const check = (what, value, ok, target) =>
   }
 }
 
-const now = new Date().toISOString();
+// When the measurements ended (the run's last line), so that a report made
+// again from the same lines says the same.
+const now = fs.statSync(linesPath).mtime.toISOString();
 const md = `# Benchmarks
 
 Produced by \`cargo xtask bench\` on ${now} (${os.cpus().length} cores, ${os.cpus()[0]?.model ?? 'unknown CPU'}),
