@@ -42,9 +42,9 @@ const createSharedWorker = (name) =>
 // costs only the head start: the factory then starts a new worker.
 const workerName = (name) => `sqlite-tabs ${name}`;
 const routerName = (name) => `sqlite-tabs:${name}`;
-// The Web Lock the leader holds (database.rs: campaign).
+// The Web Lock the leader holds (crates/protocol/src/names.rs: leader_lock).
 const leaderLock = (name) => `sqlite-tabs:${name}:leader`;
-// The Web Lock a tab holds while it lives (database.rs: tab_lock_name).
+// The Web Lock a tab holds while it lives (crates/protocol/src/names.rs: tab_lock).
 const tabLock = (name, client) => `sqlite-tabs:${name}:tab:${client}`;
 
 /**

@@ -9,9 +9,9 @@ use gloo_timers::callback::Timeout;
 use gloo_timers::future::TimeoutFuture;
 use js_sys::{Array, ArrayBuffer, Function, Object, Promise, Reflect, Uint8Array};
 use sqlite_tabs_protocol::{
-    decode, encode, Answer, ChangeEvent, ClientId, Epoch, Error, ErrorCode, FromRouter, FromWorker,
-    OpenInfo, OpenParams, Reply, Request, RequestEnvelope, RequestId, Storage, ToRouter, ToWorker,
-    TxId,
+    decode, encode, names, Answer, ChangeEvent, ClientId, Epoch, Error, ErrorCode, FromRouter,
+    FromWorker, OpenInfo, OpenParams, Reply, Request, RequestEnvelope, RequestId, Storage,
+    ToRouter, ToWorker, TxId,
 };
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, spawn_local, JsFuture};
@@ -442,7 +442,7 @@ impl Inner {
             return;
         }
         let weak = Rc::downgrade(self);
-        let lock = format!("sqlite-tabs:{}:router", self.name);
+        let lock = names::router_lock(&self.name);
         match locks::hold(&lock, move || {
             if let Some(inner) = weak.upgrade() {
                 inner.router_died();
@@ -480,7 +480,7 @@ impl Inner {
         }
         self.post_router(&ToRouter::Hello {
             client: self.client,
-            tab_lock: tab_lock_name(&self.name, self.client),
+            tab_lock: names::tab_lock(&self.name, self.client),
         });
         if self.is_leader.get() {
             self.post_router(&ToRouter::LeaderReady {
@@ -772,7 +772,7 @@ impl Inner {
             return;
         }
         let weak = Rc::downgrade(self);
-        let lock = format!("sqlite-tabs:{}:leader", self.name);
+        let lock = names::leader_lock(&self.name);
         match locks::hold(&lock, move || {
             if let Some(inner) = weak.upgrade() {
                 spawn_local(async move { inner.lead().await });
@@ -891,11 +891,17 @@ impl Inner {
                 answer,
             });
         });
-        if let Some(waiter) = waiter {
-            match request {
-                Ok(request) => self.enqueue(request, waiter),
-                Err(e) => waiter.settle(Err(e)),
-            }
+        // The executor runs at once, inside Promise::new; were it ever not
+        // to, the caller gets a rejection rather than a promise that never
+        // settles.
+        let Some(waiter) = waiter else {
+            return Promise::reject(&to_js_error(&Error::internal(
+                "the promise executor did not run",
+            )));
+        };
+        match request {
+            Ok(request) => self.enqueue(request, waiter),
+            Err(e) => waiter.settle(Err(e)),
         }
         promise
     }
@@ -1234,12 +1240,6 @@ fn replay_early_worker_events(inner: &Rc<Inner>, options: &JsValue, source: &Spa
     true
 }
 
-/// The Web Lock a tab holds while it lives: the router watches it to learn
-/// when the tab dies. index.js builds the same name (`tabLock`).
-fn tab_lock_name(name: &str, client: ClientId) -> String {
-    format!("sqlite-tabs:{name}:tab:{}", client.0)
-}
-
 /// A tab lock index.js requested before the wasm client loaded, so that it is
 /// granted by the time the client joins the router.
 struct HeadLock {
@@ -1271,7 +1271,7 @@ fn take_head_lock(options: &JsValue, name: &str) -> Option<HeadLock> {
     let granted = get("granted").dyn_into::<Promise>().ok();
     match (client, granted) {
         (Some(client), Some(granted))
-            if get("name").as_string() == Some(tab_lock_name(name, client)) =>
+            if get("name").as_string() == Some(names::tab_lock(name, client)) =>
         {
             Some(HeadLock {
                 client,
@@ -1320,13 +1320,13 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
     let fallback = match router {
         Some(_) => None,
         None => Some((
-            BroadcastChannel::new(&format!("sqlite-tabs:{name}:requests"))
+            BroadcastChannel::new(&names::requests_channel(&name))
                 .map_err(worker_failed("could not open the request channel".into()))?,
-            BroadcastChannel::new(&format!("sqlite-tabs:{name}:replies"))
+            BroadcastChannel::new(&names::replies_channel(&name))
                 .map_err(worker_failed("could not open the reply channel".into()))?,
         )),
     };
-    let changes = BroadcastChannel::new(&format!("sqlite-tabs:{name}:changes"))
+    let changes = BroadcastChannel::new(&names::changes_channel(&name))
         .map_err(worker_failed("could not open the change channel".into()))?;
 
     // Taken after the last early return: from here on, closing releases it.
@@ -1450,7 +1450,7 @@ async fn open_inner(name: JsValue, options: JsValue) -> Result<Rc<Inner>, Error>
         // a running leader does it while its worker still loads.
         // The router watches this lock to learn when the tab dies, so it must
         // be held before the router hears of the tab.
-        let tab_lock = tab_lock_name(&name, inner.client);
+        let tab_lock = names::tab_lock(&name, inner.client);
         match head_granted {
             Some(granted) => {
                 JsFuture::from(granted)

@@ -10,7 +10,7 @@ use std::rc::{Rc, Weak};
 use js_sys::{Array, ArrayBuffer, Uint8Array};
 use rusqlite::{Connection, OpenFlags};
 use sqlite_tabs_protocol::{
-    decode, encode, peek_request_id, Answer, ClientId, Epoch, Error, ErrorCode, FromWorker,
+    decode, encode, names, peek_request_id, Answer, ClientId, Epoch, Error, ErrorCode, FromWorker,
     OpenInfo, OpenParams, RequestEnvelope, Storage, ToWorker,
 };
 use sqlite_wasm_vfs::sahpool::{self, OpfsSAHError, OpfsSAHPoolCfgBuilder, OpfsSAHPoolUtil};
@@ -203,16 +203,6 @@ impl Drop for Fallback {
     }
 }
 
-/// Name of the fallback request channel of a database.
-pub fn requests_channel(name: &str) -> String {
-    format!("sqlite-tabs:{name}:requests")
-}
-
-/// Name of the fallback reply channel of a database.
-pub fn replies_channel(name: &str) -> String {
-    format!("sqlite-tabs:{name}:replies")
-}
-
 struct Worker {
     scope: DedicatedWorkerGlobalScope,
     state: RefCell<State>,
@@ -230,11 +220,6 @@ struct Worker {
     fallback: RefCell<Option<Fallback>>,
     timer: RefCell<Option<i32>>,
     on_timer: RefCell<Option<Closure<dyn FnMut()>>>,
-}
-
-/// Name of the BroadcastChannel carrying change events of a database.
-pub fn changes_channel(name: &str) -> String {
-    format!("sqlite-tabs:{name}:changes")
 }
 
 type MessageHandler = Closure<dyn FnMut(MessageEvent)>;
@@ -303,8 +288,8 @@ impl Worker {
     /// Listens for requests of tabs that have no router.
     fn serve_fallback(self: &Rc<Self>, name: &str, epoch: Epoch) {
         let (Ok(requests), Ok(replies)) = (
-            BroadcastChannel::new(&requests_channel(name)),
-            BroadcastChannel::new(&replies_channel(name)),
+            BroadcastChannel::new(&names::requests_channel(name)),
+            BroadcastChannel::new(&names::replies_channel(name)),
         ) else {
             return;
         };
@@ -338,10 +323,7 @@ impl Worker {
                         worker.gone(client);
                     }
                 });
-                let _ = request_lock(
-                    &format!("sqlite-tabs:{name}:tab:{}", client.0),
-                    on_death.unchecked_ref(),
-                );
+                let _ = request_lock(&names::tab_lock(&name, client), on_death.unchecked_ref());
             }
             worker.request(envelope);
         });
@@ -580,7 +562,7 @@ impl Worker {
                         seq: db.engine.seq(),
                         epoch: db.engine.epoch(),
                     };
-                    let changes = BroadcastChannel::new(&changes_channel(&params.name)).ok();
+                    let changes = BroadcastChannel::new(&names::changes_channel(&params.name)).ok();
                     *this.state.borrow_mut() = State::Open {
                         scheduler: Box::new(Scheduler::new(db.engine, DEFAULT_LEASE_MS)),
                         storage: db.storage,

@@ -10,6 +10,7 @@ mod codes;
 mod compact;
 mod error;
 mod message;
+pub mod names;
 mod value;
 
 pub use codec::{decode, encode, peek_request_id, DecodeError, MAX_MESSAGE_BYTES};

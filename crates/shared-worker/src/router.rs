@@ -207,6 +207,8 @@ pub fn start(early: Array) {
         // Never settles: the lock is released only when this worker ends.
         js_sys::Promise::new(&mut |_, _| {}).into()
     });
+    // Tabs name this SharedWorker `sqlite-tabs:<database>`, which makes this
+    // `names::router_lock(<database>)`, the lock tabs watch.
     let _ = request_lock(&format!("{}:router", scope.name()), on_lock.unchecked_ref());
     for event in early.iter() {
         if let Some(event) = event.dyn_ref::<MessageEvent>() {
