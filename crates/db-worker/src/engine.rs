@@ -194,6 +194,9 @@ pub struct Engine {
     conn: Connection,
     recorder: SharedRecorder,
     access: HashMap<String, Arc<Access>>,
+    /// The open transaction changed the schema. The access cache was cleared
+    /// then, and what it learnt since describes a schema a rollback undoes.
+    schema_changed: bool,
     seq: u64,
     epoch: Epoch,
     tx: Option<OpenTx>,
@@ -364,6 +367,7 @@ impl Engine {
             conn,
             recorder,
             access: HashMap::new(),
+            schema_changed: false,
             seq: seq as u64,
             epoch: Epoch(epoch as u64),
             tx: None,
@@ -395,6 +399,10 @@ impl Engine {
 
     /// Which tables a single statement reads and writes (cached by SQL text).
     pub fn access(&mut self, sql: &str) -> SqlResult<Arc<Access>> {
+        if self.schema_changed && self.conn.is_autocommit() {
+            // The transaction ended without a commit (commits reset the flag).
+            self.forget_schema();
+        }
         if let Some(a) = self.access.get(sql) {
             return Ok(a.clone());
         }
@@ -409,6 +417,13 @@ impl Engine {
         }
         self.access.insert(sql.to_owned(), access.clone());
         Ok(access)
+    }
+
+    /// Drops what the access cache knows: the schema changed, or a change
+    /// was rolled back.
+    fn forget_schema(&mut self) {
+        self.access.clear();
+        self.schema_changed = false;
     }
 
     /// Commits made since `after`, oldest first, as far as the log reaches;
@@ -543,6 +558,7 @@ impl Engine {
         let change = self.append_log(seq, id, tables, reply)?;
         self.conn.execute_batch("COMMIT").map_err(sql_error)?;
         self.seq = seq;
+        self.schema_changed = false;
         Ok(change)
     }
 
@@ -664,6 +680,11 @@ impl Engine {
                     let _ = self
                         .conn
                         .execute_batch("ROLLBACK TO sqlite_tabs_group; RELEASE sqlite_tabs_group");
+                    if self.schema_changed {
+                        // Keeps the flag: an earlier request of the group may
+                        // have changed the schema too, and the commit may fail.
+                        self.access.clear();
+                    }
                     outcomes.push(Outcome::reply(Err(e)));
                 }
             }
@@ -671,6 +692,7 @@ impl Engine {
         match self.conn.execute_batch("COMMIT") {
             Ok(()) => {
                 self.seq = seq;
+                self.schema_changed = false;
                 outcomes
             }
             Err(e) => {
@@ -793,7 +815,8 @@ impl Engine {
         drop(stmt);
         writes.extend(access.writes.iter().cloned());
         if access.schema_change {
-            self.access.clear();
+            self.forget_schema();
+            self.schema_changed = true;
         }
         Ok(reply)
     }
@@ -880,7 +903,8 @@ impl Engine {
             }
         };
         if schema_change {
-            self.access.clear();
+            self.forget_schema();
+            self.schema_changed = true;
         }
         result
     }

@@ -757,3 +757,84 @@ fn scheduler_groups_consecutive_writes_and_keeps_order_around_reads() {
     }
     assert_eq!(out.changes.len(), 3);
 }
+
+#[test]
+fn a_rolled_back_schema_change_does_not_leave_stale_table_lists() {
+    let tables = |db: &mut Db, sql: &str| db.run(Request::Tables { sql: sql.into() }).result;
+    let expected = Ok(Reply::Tables(vec!["a".into(), "v".into()]));
+    let mut db = Db::new();
+    db.exec("CREATE TABLE a(x); CREATE TABLE b(y); CREATE VIEW v AS SELECT x FROM a")
+        .result
+        .unwrap();
+    assert_eq!(tables(&mut db, "SELECT * FROM v"), expected);
+
+    // Interactive transaction: the view is redefined and read, then rolled back.
+    let tx = match db.run(Request::Begin).result {
+        Ok(Reply::Began(tx)) => tx,
+        other => panic!("{other:?}"),
+    };
+    db.run(Request::Exec {
+        sql: "DROP VIEW v; CREATE VIEW v AS SELECT y FROM b".into(),
+        tx: Some(tx),
+    })
+    .result
+    .unwrap();
+    db.run(Request::Query {
+        sql: "SELECT * FROM v".into(),
+        params: vec![],
+        tx: Some(tx),
+    })
+    .result
+    .unwrap();
+    assert_eq!(db.run(Request::Rollback { tx }).result, Ok(Reply::Done));
+    assert_eq!(tables(&mut db, "SELECT * FROM v"), expected);
+
+    // A batch that redefines the view, reads it, then fails.
+    let o = db.run(Request::Batch {
+        statements: [
+            "DROP VIEW v",
+            "CREATE VIEW v AS SELECT y FROM b",
+            "INSERT INTO b SELECT * FROM v",
+            "INSERT INTO nope VALUES (1)",
+        ]
+        .map(|sql| Statement {
+            sql: sql.into(),
+            params: vec![],
+        })
+        .into(),
+    });
+    assert_eq!(code(&o), "SQLITE_ERROR");
+    assert_eq!(
+        tables(&mut db, "INSERT INTO b SELECT * FROM v"),
+        Ok(Reply::Tables(vec!["a".into(), "v".into()]))
+    );
+    assert_eq!(tables(&mut db, "SELECT * FROM v"), expected);
+
+    // The same batch in a group commit: only its savepoint rolls back.
+    let batch = Request::Batch {
+        statements: [
+            "DROP VIEW v",
+            "CREATE VIEW v AS SELECT y FROM b",
+            "INSERT INTO b SELECT * FROM v",
+            "INSERT INTO nope VALUES (1)",
+        ]
+        .map(|sql| Statement {
+            sql: sql.into(),
+            params: vec![],
+        })
+        .into(),
+    };
+    let insert = Request::Run {
+        sql: "INSERT INTO a VALUES (1)".into(),
+        params: vec![],
+        tx: None,
+    };
+    let group = vec![(db.id(), batch), (db.id(), insert)];
+    let outcomes = db.engine.execute_group(group);
+    assert_eq!(code(&outcomes[0]), "SQLITE_ERROR");
+    assert!(outcomes[1].result.is_ok());
+    assert_eq!(
+        tables(&mut db, "INSERT INTO b SELECT * FROM v"),
+        Ok(Reply::Tables(vec!["a".into(), "v".into()]))
+    );
+}
