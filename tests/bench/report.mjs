@@ -117,6 +117,12 @@ const check = (what, value, ok, target) =>
     const r2 = ratio(ours, p);
     check(`W2 sqlite-tabs / ${peer}`, r2?.toFixed(2), r2 < 1, '< 1');
   }
+  for (const who of ['sqlite-tabs-engine-in-worker', 'rusqlite-in-worker']) {
+    const w = get(`${who} wal/exclusive`, 'w2');
+    const share = native && w ? native.median / w.median : undefined;
+    const label = who === 'rusqlite-in-worker' ? 'rusqlite alone in the worker (one prepared statement)' : 'engine in its worker';
+    check(`(context) W2 ${label} vs native rusqlite (both wal/exclusive)`, share === undefined ? undefined : `${(share * 100).toFixed(0)}%`, null, '—');
+  }
   const w3 = ratio(get('sqlite-tabs-engine-in-worker wal/exclusive', 'w3'), nativeBest('w3'));
   check('W3 engine in its worker / native (both wal/exclusive; native: its fastest run)', w3?.toFixed(1), w3 <= 2, '≤ 2');
   const floor = ratio(get('rusqlite-in-worker wal/exclusive', 'w3'), nativeBest('w3'));

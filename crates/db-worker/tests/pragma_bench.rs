@@ -1,6 +1,7 @@
 //! Benchmark (not a test): the engine called directly in its dedicated worker
 //! on the real OPFS pool, journal and locking modes side by side (1,000
-//! autocommit inserts, 100,000 inserts in one batch, 5,000 key lookups).
+//! autocommit inserts, 100,000 inserts in one batch, 5,000 key lookups), and
+//! next to the last two the same work straight through rusqlite (the floor).
 //! Prints a table and one JSON line per mode and workload for
 //! `cargo xtask bench`. Ignored in test runs; run it in release with
 //! `CHROMEDRIVER=/usr/bin/chromedriver cargo test --release --target wasm32-unknown-unknown -p sqlite-tabs-db-worker --test pragma_bench -- --include-ignored --nocapture`
@@ -81,6 +82,7 @@ async fn journal_and_locking_modes() {
         // and the peers' are (they open a new database per round).
         let mut autocommit_ms = Vec::new();
         let mut batch_ms = Vec::new();
+        let mut direct_batch_ms = Vec::new();
         for round in 0..WRITE_ROUNDS {
             let create = |table: &str| Request::Exec {
                 sql: format!("CREATE TABLE {table}(id INTEGER PRIMARY KEY, a TEXT, b INTEGER)"),
@@ -122,6 +124,26 @@ async fn journal_and_locking_modes() {
                 .result
                 .unwrap();
             batch_ms.push(now() - t0);
+            // The floor: the same inserts straight through rusqlite in this
+            // worker (one prepared statement, one transaction, no log row),
+            // written as native rusqlite's W2 is.
+            let conn = e.connection();
+            conn.execute_batch(&format!(
+                "CREATE TABLE d{round}(id INTEGER PRIMARY KEY, a TEXT, b INTEGER)"
+            ))
+            .unwrap();
+            let t0 = now();
+            conn.execute_batch("BEGIN").unwrap();
+            {
+                let mut stmt = conn
+                    .prepare(&format!("INSERT INTO d{round}(a, b) VALUES (?1, ?2)"))
+                    .unwrap();
+                for i in 0..100_000i64 {
+                    stmt.execute((format!("batch row {i}"), i)).unwrap();
+                }
+            }
+            conn.execute_batch("COMMIT").unwrap();
+            direct_batch_ms.push(now() - t0);
         }
         let autocommit = median(&autocommit_ms);
         let batch = median(&batch_ms);
@@ -229,6 +251,7 @@ async fn journal_and_locking_modes() {
             (&engine, "w1", &autocommit_ms),
             (&engine, "w2", &batch_ms),
             (&engine, "w3", &lookups_ms),
+            (&rusqlite, "w2", &direct_batch_ms),
             (&rusqlite, "w3", &direct_ms),
         ] {
             console_log!(
