@@ -290,6 +290,15 @@ fn step_to_end(stmt: &mut SqlStatement<'_>) -> SqlResult<()> {
     Ok(())
 }
 
+/// What the statement just run changed.
+fn run_result(conn: &Connection, access: &Access) -> RunResult {
+    RunResult {
+        // A read leaves changes() at the last write's count; it changed nothing.
+        changes: if access.readonly { 0 } else { conn.changes() },
+        last_insert_rowid: conn.last_insert_rowid(),
+    }
+}
+
 fn transaction_control_error() -> Error {
     Error::bad_request(
         "BEGIN, COMMIT, ROLLBACK and SAVEPOINT are managed by sqlite-tabs; use batch() or transaction()",
@@ -803,14 +812,7 @@ impl Engine {
             Reply::Rows(read_rows(&mut stmt)?)
         } else {
             step_to_end(&mut stmt)?;
-            Reply::Run(RunResult {
-                changes: if access.readonly {
-                    0
-                } else {
-                    self.conn.changes()
-                },
-                last_insert_rowid: self.conn.last_insert_rowid(),
-            })
+            Reply::Run(run_result(&self.conn, access))
         };
         drop(stmt);
         writes.extend(access.writes.iter().cloned());
@@ -848,21 +850,62 @@ impl Engine {
         statements: &[Statement],
         writes: &mut BTreeSet<String>,
     ) -> SqlResult<Reply> {
-        statements
-            .iter()
-            .enumerate()
-            .map(
-                |(i, s)| match self.run_one(&s.sql, &s.params, false, writes) {
-                    Ok(Reply::Run(r)) => Ok(r),
-                    Ok(_) => Err(Error::internal("run returned no run result")),
-                    Err(mut err) => {
-                        err.message = format!("batch statement {}: {}", i + 1, err.message);
-                        Err(err)
-                    }
-                },
+        let mut results = Vec::with_capacity(statements.len());
+        let mut start = 0;
+        while let Some(first) = statements.get(start) {
+            // A batch repeats one statement more often than not (a decoded
+            // batch shares its text): each run of the same SQL is analysed,
+            // looked up and its tables noted once, not once per row.
+            let len = statements[start..]
+                .iter()
+                .take_while(|s| Arc::ptr_eq(&s.sql, &first.sql) || s.sql == first.sql)
+                .count();
+            self.run_repeated(
+                &first.sql,
+                &statements[start..start + len],
+                writes,
+                &mut results,
             )
-            .collect::<SqlResult<Vec<_>>>()
-            .map(Reply::Batch)
+            .map_err(|(i, mut err)| {
+                err.message = format!("batch statement {}: {}", start + i + 1, err.message);
+                err
+            })?;
+            start += len;
+        }
+        Ok(Reply::Batch(results))
+    }
+
+    /// Runs `sql` once per statement of `run` (all of them that text), adding
+    /// their results to `results`. A failure names the statement's index in
+    /// `run`.
+    fn run_repeated(
+        &mut self,
+        sql: &str,
+        run: &[Statement],
+        writes: &mut BTreeSet<String>,
+        results: &mut Vec<RunResult>,
+    ) -> Result<(), (usize, Error)> {
+        let access = self.access(sql).map_err(|e| (0, e))?;
+        if access.transaction_control {
+            return Err((0, transaction_control_error()));
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached(sql)
+            .map_err(|e| (0, sql_error(e)))?;
+        for (i, s) in run.iter().enumerate() {
+            bind(&mut stmt, &s.params)
+                .and_then(|()| step_to_end(&mut stmt))
+                .map_err(|e| (i, e))?;
+            results.push(run_result(&self.conn, &access));
+        }
+        drop(stmt);
+        writes.extend(access.writes.iter().cloned());
+        if access.schema_change {
+            self.forget_schema();
+            self.schema_changed = true;
+        }
+        Ok(())
     }
 
     /// Runs every statement of a script. `before_write` is called once, just

@@ -249,6 +249,42 @@ fn batch_is_all_or_nothing() {
     }
     assert_eq!(db.count("t"), 1000);
     assert!(db.engine.connection().is_autocommit());
+
+    // Runs of different statements: results in order, failures numbered
+    // across the whole batch.
+    let update = |v: i64| Statement {
+        sql: "UPDATE t SET x = x + 10000 WHERE x = ?".into(),
+        params: vec![Value::Integer(v)],
+    };
+    let read = Statement {
+        sql: "SELECT count(*) FROM t".into(),
+        params: vec![],
+    };
+    let o = db.run(Request::Batch {
+        statements: vec![
+            stmt(2000),
+            update(2000),
+            update(1),
+            read.clone(),
+            stmt(2001),
+        ],
+    });
+    match o.result {
+        Ok(Reply::Batch(results)) => {
+            let changes: Vec<i64> = results.iter().map(|r| r.changes as i64).collect();
+            assert_eq!(changes, [1, 1, 1, 0, 1]);
+            assert_eq!(results[4].last_insert_rowid, 1002);
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut bad = stmt(3002);
+    bad.params.push(Value::Integer(1));
+    let o = db.run(Request::Batch {
+        statements: vec![stmt(3000), stmt(3001), read, bad, stmt(3003)],
+    });
+    assert_eq!(code(&o), "BAD_REQUEST");
+    assert!(o.result.unwrap_err().message.contains("batch statement 4"));
+    assert_eq!(db.count("t"), 1002);
 }
 
 #[test]
