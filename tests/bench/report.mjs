@@ -120,7 +120,7 @@ const check = (what, value, ok, target) =>
   for (const who of ['sqlite-tabs-engine-in-worker', 'rusqlite-in-worker']) {
     const w = get(`${who} wal/exclusive`, 'w2');
     const share = native && w ? native.median / w.median : undefined;
-    const label = who === 'rusqlite-in-worker' ? 'rusqlite alone in the worker (one prepared statement)' : 'engine in its worker';
+    const label = who === 'rusqlite-in-worker' ? 'rusqlite alone in the worker (one prepared statement, its texts made before the clock starts)' : 'engine in its worker';
     check(`(context) W2 ${label} vs native rusqlite (both wal/exclusive)`, share === undefined ? undefined : `${(share * 100).toFixed(0)}%`, null, '—');
   }
   const w3 = ratio(get('sqlite-tabs-engine-in-worker wal/exclusive', 'w3'), nativeBest('w3'));
