@@ -410,7 +410,8 @@ impl Engine {
     pub fn access(&mut self, sql: &str) -> SqlResult<Arc<Access>> {
         if self.schema_changed && self.conn.is_autocommit() {
             // The transaction ended without a commit (commits reset the flag).
-            self.forget_schema();
+            self.access.clear();
+            self.schema_changed = false;
         }
         if let Some(a) = self.access.get(sql) {
             return Ok(a.clone());
@@ -428,11 +429,11 @@ impl Engine {
         Ok(access)
     }
 
-    /// Drops what the access cache knows: the schema changed, or a change
-    /// was rolled back.
-    fn forget_schema(&mut self) {
+    /// A statement of the open transaction changed the schema, which can
+    /// change what any statement accesses.
+    fn note_schema_change(&mut self) {
         self.access.clear();
-        self.schema_changed = false;
+        self.schema_changed = true;
     }
 
     /// Commits made since `after`, oldest first, as far as the log reaches;
@@ -817,8 +818,7 @@ impl Engine {
         drop(stmt);
         writes.extend(access.writes.iter().cloned());
         if access.schema_change {
-            self.forget_schema();
-            self.schema_changed = true;
+            self.note_schema_change();
         }
         Ok(reply)
     }
@@ -902,8 +902,7 @@ impl Engine {
         drop(stmt);
         writes.extend(access.writes.iter().cloned());
         if access.schema_change {
-            self.forget_schema();
-            self.schema_changed = true;
+            self.note_schema_change();
         }
         Ok(())
     }
@@ -946,8 +945,7 @@ impl Engine {
             }
         };
         if schema_change {
-            self.forget_schema();
-            self.schema_changed = true;
+            self.note_schema_change();
         }
         result
     }
