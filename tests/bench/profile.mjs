@@ -64,7 +64,8 @@ const body = {
   },
 }[which];
 for (let r = 0; r < 3; r++) console.log(which, 'warm', await page2.evaluate(body, r));
-const cdp = await context.newCDPSession(page);
+// The page profiled is the one running the workload (the follower's with FOLLOWER=1).
+const cdp = await context.newCDPSession(page2);
 const target = process.env.TARGET || 'page';
 let profile;
 if (target === 'page') {
