@@ -215,6 +215,44 @@ test('subscribe hears commits to its tables, with increasing sequence numbers', 
   expect(seqs).toEqual(seqs.map((_, i) => seqs[0] + i));
 });
 
+test('a live query on a view follows the view after a rolled-back redefinition', async ({ page }) => {
+  const r = await inPage(page, async (db) => {
+    await db.exec(
+      'DROP VIEW IF EXISTS rv; DROP TABLE IF EXISTS ra; DROP TABLE IF EXISTS rb;' +
+        'CREATE TABLE ra (x); CREATE TABLE rb (y); CREATE VIEW rv AS SELECT x FROM ra',
+    );
+    const sql = 'SELECT x FROM rv ORDER BY x';
+    // Redefined and read inside a transaction that then rolls back: the view
+    // reads ra again, whatever was learnt about it meanwhile.
+    const undone = await db
+      .transaction(async (tx) => {
+        await tx.exec('DROP VIEW rv; CREATE VIEW rv AS SELECT y AS x FROM rb');
+        await tx.query(sql);
+        throw new Error('undo');
+      })
+      .catch((e) => e.message);
+    const tables = await db.tables(sql);
+    const seen = [];
+    let first;
+    let updated;
+    const started = new Promise((resolve) => (first = resolve));
+    const changed = new Promise((resolve) => (updated = resolve));
+    const stop = db.watch(sql, [], (rows) => {
+      seen.push(rows.map((row) => row.x));
+      (seen.length === 1 ? first : updated)(true);
+    });
+    await started;
+    await db.run('INSERT INTO ra VALUES (1)');
+    const live = await Promise.race([changed, new Promise((resolve) => setTimeout(() => resolve(false), 5000))]);
+    stop();
+    return { undone, tables, live, seen };
+  });
+  expect(r.undone).toBe('undo');
+  expect(r.tables).toEqual(['ra', 'rv']);
+  expect(r.live).toBe(true);
+  expect(r.seen).toEqual([[], [1]]);
+});
+
 test('close rejects pending and later calls with CLOSED', async ({ page }) => {
   const r = await inPage(page, async (db) => {
     await db.close();
