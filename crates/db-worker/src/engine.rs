@@ -621,6 +621,19 @@ impl Engine {
         }
     }
 
+    /// Whether running `request` could change the database: anything but a
+    /// read-only statement (a statement that does not prepare counts as a
+    /// write: nothing is known about it).
+    pub fn may_write(&mut self, request: &Request) -> bool {
+        match request {
+            Request::Query { sql, .. } | Request::Run { sql, .. } => {
+                self.access(sql).map_or(true, |a| !a.readonly)
+            }
+            Request::ChangesSince { .. } | Request::Tables { .. } => false,
+            _ => true,
+        }
+    }
+
     /// Group commit: runs several write requests in one transaction, each in
     /// a savepoint of its own so that a failing one rolls back only itself,
     /// and commits once. Each successful request still gets its own commit

@@ -5,7 +5,7 @@
 //! Sans-IO: the caller passes the current time and arms one timer for
 //! [`Scheduler::next_deadline`].
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use sqlite_tabs_protocol::{
     ChangeEvent, ClientId, Error, Reply, Request, RequestEnvelope, RequestId, TxId,
@@ -16,6 +16,9 @@ use crate::engine::{Engine, Outcome};
 /// Milliseconds an interactive transaction may stay idle before it is
 /// rolled back.
 pub const DEFAULT_LEASE_MS: f64 = 30_000.0;
+
+/// How many recent `Begin` requests are remembered with their transaction.
+const BEGINS_KEPT: usize = 64;
 
 /// What the scheduler wants sent.
 #[derive(Debug, Default, PartialEq)]
@@ -46,6 +49,15 @@ pub struct Scheduler {
     waiting: VecDeque<RequestEnvelope>,
     lease: Option<Lease>,
     lease_ms: f64,
+    /// Recent `Begin` requests and the transaction each opened. A client
+    /// sends its unanswered requests again when it reconnects to the same
+    /// leader (the router restarted), and the originals may have arrived: a
+    /// Begin must not open a second transaction, which nobody would end.
+    began: VecDeque<(RequestId, TxId)>,
+    /// Answers to what may have written inside the open transaction, for
+    /// the same reason: a statement sent again must not run twice. (Writes
+    /// outside transactions are kept exactly-once by the engine's log.)
+    tx_answers: HashMap<RequestId, Result<Reply, Error>>,
 }
 
 impl Scheduler {
@@ -57,6 +69,8 @@ impl Scheduler {
             waiting: VecDeque::new(),
             lease: None,
             lease_ms,
+            began: VecDeque::new(),
+            tx_answers: HashMap::new(),
         }
     }
 
@@ -133,7 +147,7 @@ impl Scheduler {
         if let Some(lease) = &self.lease {
             if now >= lease.deadline {
                 let tx = lease.tx;
-                self.lease = None;
+                self.end_lease();
                 self.engine.abort_tx(tx);
                 self.drain(now, &mut out);
             }
@@ -149,7 +163,7 @@ impl Scheduler {
         if let Some(lease) = &self.lease {
             if lease.holder == client {
                 let tx = lease.tx;
-                self.lease = None;
+                self.end_lease();
                 self.engine.abort_tx(tx);
             }
         }
@@ -166,7 +180,36 @@ impl Scheduler {
         out
     }
 
+    fn end_lease(&mut self) {
+        self.lease = None;
+        self.tx_answers.clear();
+    }
+
+    /// The answer to a request that already ran and must not run again.
+    fn answered(&self, envelope: &RequestEnvelope) -> Option<Result<Reply, Error>> {
+        if !matches!(envelope.request, Request::Begin) {
+            return self.tx_answers.get(&envelope.id).cloned();
+        }
+        let (_, tx) = self.began.iter().find(|(id, _)| *id == envelope.id)?;
+        Some(match &self.lease {
+            Some(lease) if lease.tx == *tx => Ok(Reply::Began(*tx)),
+            _ => Err(Error::bad_request(format!(
+                "transaction {} already ended",
+                tx.0
+            ))),
+        })
+    }
+
     fn run_or_queue(&mut self, envelope: RequestEnvelope, now: f64, out: &mut Output) {
+        if let Some(answer) = self.answered(&envelope) {
+            if let Some(lease) = &mut self.lease {
+                if lease.holder == envelope.id.client {
+                    lease.deadline = now + self.lease_ms;
+                }
+            }
+            out.replies.push((envelope.id, answer, None));
+            return;
+        }
         match (&mut self.lease, envelope.request.tx()) {
             (Some(lease), Some(tx)) if lease.tx == tx => {
                 lease.deadline = now + self.lease_ms;
@@ -174,9 +217,12 @@ impl Scheduler {
                     envelope.request,
                     Request::Commit { .. } | Request::Rollback { .. }
                 );
+                let keep = !ends && self.engine.may_write(&envelope.request);
                 let outcome = self.engine.execute(envelope.id, envelope.request);
                 if ends || self.engine.open_tx() != Some(tx) {
-                    self.lease = None;
+                    self.end_lease();
+                } else if keep {
+                    self.tx_answers.insert(envelope.id, outcome.result.clone());
                 }
                 out.push(envelope.id, outcome);
             }
@@ -189,6 +235,10 @@ impl Scheduler {
                         holder: envelope.id.client,
                         deadline: now + self.lease_ms,
                     });
+                    if self.began.len() == BEGINS_KEPT {
+                        self.began.pop_front();
+                    }
+                    self.began.push_back((envelope.id, *tx));
                 }
                 out.push(envelope.id, outcome);
             }

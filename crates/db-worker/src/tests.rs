@@ -874,3 +874,62 @@ fn a_rolled_back_schema_change_does_not_leave_stale_table_lists() {
         Ok(Reply::Tables(vec!["a".into(), "v".into()]))
     );
 }
+
+/// Rows of `t`, read through the scheduler's engine.
+fn rows_of_t(s: &Scheduler) -> Vec<i64> {
+    let conn = s.engine().connection();
+    let mut stmt = conn.prepare("SELECT x FROM t ORDER BY rowid").unwrap();
+    let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
+#[test]
+fn a_request_sent_again_to_the_same_leader_runs_once() {
+    // A client re-sends its unanswered requests when it reconnects to the
+    // same leader (the router restarted); the originals may have arrived.
+    let (mut s, _dir) = scheduler();
+    let tx = began(&s.submit(envelope(1, 1, Request::Begin), 0.0));
+    let again = s.submit(envelope(1, 1, Request::Begin), 1.0);
+    assert_eq!(again.replies.len(), 1, "answered at once, not queued");
+    assert_eq!(began(&again), tx, "the same transaction, not a second one");
+    let first = s.submit(envelope(1, 2, insert(Some(tx), 10)), 2.0);
+    let second = s.submit(envelope(1, 2, insert(Some(tx), 10)), 3.0);
+    assert_eq!(second.replies, first.replies, "the stored answer");
+    // A read inside may simply run again.
+    let read = |seq| {
+        envelope(
+            1,
+            seq,
+            Request::Query {
+                sql: "SELECT count(*) AS n FROM t".into(),
+                params: vec![],
+                tx: Some(tx),
+            },
+        )
+    };
+    let first = s.submit(read(3), 4.0);
+    assert_eq!(s.submit(read(3), 5.0).replies, first.replies);
+    s.submit(envelope(2, 1, insert(None, 20)), 6.0);
+    let out = s.submit(envelope(1, 4, Request::Commit { tx }), 7.0);
+    assert_eq!(out.replies.len(), 2, "the commit, then the waiting insert");
+    assert_eq!(rows_of_t(&s), [10, 20]);
+    // Arriving after the transaction ended, neither opens nor writes anything.
+    let late = s.submit(envelope(1, 1, Request::Begin), 8.0);
+    assert_eq!(
+        late.replies[0].1.as_ref().unwrap_err().code,
+        ErrorCode::BadRequest
+    );
+    let late = s.submit(envelope(1, 2, insert(Some(tx), 10)), 9.0);
+    assert_eq!(
+        late.replies[0].1.as_ref().unwrap_err().code,
+        ErrorCode::BadRequest
+    );
+    assert_eq!(s.next_deadline(), None, "no transaction is open");
+    let out = s.submit(envelope(2, 2, insert(None, 30)), 10.0);
+    assert_eq!(
+        out.replies.len(),
+        1,
+        "nothing waits for an orphan transaction"
+    );
+    assert_eq!(rows_of_t(&s), [10, 20, 30]);
+}
