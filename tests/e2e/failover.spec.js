@@ -1,7 +1,8 @@
 // The multi-tab coordinator under failure: change notifications to every tab, the leader
 // closing or crashing under a continuous write load from the followers (every acknowledged
 // write present exactly once), the leader dying in the middle of interactive transactions,
-// and 29 of 30 tabs closing at once.
+// the router restarting while a transaction's statement runs, and 29 of 30 tabs closing at
+// once.
 //
 // Each Playwright test gets a fresh browser context (fresh OPFS); table names are still
 // unique per test so no test depends on another.
@@ -26,6 +27,33 @@ import {
 } from './helpers.js';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Target ids of the running SharedWorkers. */
+async function sharedWorkerIds(context) {
+  const cdp = await context.browser().newBrowserCDPSession();
+  try {
+    const { targetInfos } = await cdp.send('Target.getTargets');
+    return targetInfos.filter((t) => t.type === 'shared_worker').map((t) => t.targetId);
+  } finally {
+    await cdp.detach().catch(() => {});
+  }
+}
+
+/**
+ * Stops every SharedWorker (CDP Target.closeTarget), as the browser may stop
+ * one whose process dies or is reclaimed. Crashing the tab that started the
+ * router does not: Chromium keeps the SharedWorker running.
+ */
+async function closeSharedWorkers(context) {
+  const cdp = await context.browser().newBrowserCDPSession();
+  try {
+    for (const targetId of await sharedWorkerIds(context)) {
+      await cdp.send('Target.closeTarget', { targetId });
+    }
+  } finally {
+    await cdp.detach().catch(() => {});
+  }
+}
 
 /** Polls `fn` until it returns a truthy value or `timeoutMs` passes; returns the last value. */
 async function pollUntil(fn, timeoutMs, intervalMs = 100) {
@@ -437,6 +465,64 @@ test('the first tab (it started the router) crashes as a follower: the others go
   expect(state, 'a new tab opens the database after the crash').toBe('open');
   const rows = await fresh.evaluate(() => window.db.query('SELECT v FROM host_crash ORDER BY id'));
   expect(rows).toEqual([{ v: 'survivor 0' }, { v: 'survivor 1' }]);
+});
+
+test('the router restarts while a transaction statement runs: it runs once, the transaction commits', async ({
+  context,
+}) => {
+  const tabs = await openDemoTabs(context, 2);
+  const leader = await waitForOneLeader(tabs);
+  // A statement that keeps the leader's worker busy for a few seconds: the
+  // router stops and a new one starts meanwhile, each tab gets a new port to
+  // the same leader and sends its unanswered requests again, and the answer
+  // to the original, sent on the old port, is lost. The leader's own tab
+  // sends straight to its worker, but re-sends on reconnecting too.
+  const slow =
+    'WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < ?) ' +
+    'INSERT INTO router_restart (who, n) SELECT ?, count(*) FROM c';
+  await tabs[0].evaluate(() => window.db.exec('CREATE TABLE router_restart (who TEXT NOT NULL, n INTEGER NOT NULL)'));
+  for (const [who, writer] of [
+    ['follower', tabs[1 - leader]],
+    ['leader', tabs[leader]],
+  ]) {
+    await writer.evaluate(
+      ([slow, who]) => {
+        window.__tx = window.db
+          .transaction(async (tx) => {
+            const t0 = performance.now();
+            await tx.run(slow, [15_000_000, who]);
+            const ms = performance.now() - t0;
+            await tx.run('INSERT INTO router_restart (who, n) VALUES (?, -1)', [who]);
+            return ms;
+          })
+          .then(
+            (ms) => ({ ok: true, ms }),
+            (e) => ({ ok: false, code: e.code, message: e.message }),
+          );
+      },
+      [slow, who],
+    );
+    await sleep(300);
+    const before = await sharedWorkerIds(context);
+    expect(before).toHaveLength(1);
+    await closeSharedWorkers(context);
+    // The tabs see the router die (its Web Lock) and start a new one.
+    const restarted = await pollUntil(async () => {
+      const now = await sharedWorkerIds(context);
+      return now.length === 1 && now[0] !== before[0];
+    }, 10_000);
+    expect(restarted, `a new router runs (${who})`).toBe(true);
+    const result = await writer.evaluate(() => window.__tx);
+    console.log(`[router_restart] ${who}: ${JSON.stringify(result)}`);
+    expect(result.ok, `${who}: ${JSON.stringify(result)}`).toBe(true);
+  }
+  const rows = await tabs[0].evaluate(() => window.db.query('SELECT who, n FROM router_restart ORDER BY rowid'));
+  expect(rows).toEqual([
+    { who: 'follower', n: 15_000_000 },
+    { who: 'follower', n: -1 },
+    { who: 'leader', n: 15_000_000 },
+    { who: 'leader', n: -1 },
+  ]);
 });
 
 test('30 tabs, 29 close (the leader among them): the survivor leads and serves reads and writes', async ({
