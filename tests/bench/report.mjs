@@ -126,7 +126,7 @@ const check = (what, value, ok, target) =>
   const w3 = ratio(get('sqlite-tabs-engine-in-worker wal/exclusive', 'w3'), nativeBest('w3'));
   check('W3 engine in its worker / native (both wal/exclusive; native: its fastest run)', w3?.toFixed(1), w3 <= 2, '≤ 2');
   const floor = ratio(get('rusqlite-in-worker wal/exclusive', 'w3'), nativeBest('w3'));
-  check('(context) W3 rusqlite alone in the worker / native', floor?.toFixed(1), floor <= 2, '—');
+  check('(context) W3 rusqlite alone in the worker / native', floor?.toFixed(1), null, '—');
   const w3l = ratio(get('sqlite-tabs-leader', 'w3'), nativeBest('w3'));
   check('W3 through the JS API from the leader / native', w3l?.toFixed(1), w3l <= 2, '≤ 2');
   const w4 = get('sqlite-tabs-follower', 'w4-10000x10');
@@ -170,7 +170,7 @@ const check = (what, value, ok, target) =>
     const bytes = paths.every((p) => fs.existsSync(p))
       ? paths.reduce((sum, p) => sum + zlib.gzipSync(fs.readFileSync(p), { level: 9 }).length, 0)
       : undefined;
-    check(`(context) ${peer}'s download, gzip (KiB)`, bytes && (bytes / 1024).toFixed(1), bytes / 1024 < 450, '—');
+    check(`(context) ${peer}'s download, gzip (KiB)`, bytes && (bytes / 1024).toFixed(1), null, '—');
   }
 }
 
