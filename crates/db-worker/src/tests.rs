@@ -111,6 +111,13 @@ impl Db {
         })
     }
 
+    fn begin(&mut self) -> TxId {
+        match self.run(Request::Begin).result {
+            Ok(Reply::Began(tx)) => tx,
+            other => panic!("{other:?}"),
+        }
+    }
+
     fn count(&mut self, table: &str) -> i64 {
         match self.query(&format!("SELECT count(*) FROM {table}"), vec![]) {
             Ok(rows) => match rows.values[0] {
@@ -439,10 +446,7 @@ fn pragmas_before_writes_run_outside_the_transaction() {
 fn interactive_transaction_commits_and_rolls_back() {
     let mut db = Db::new();
     db.exec("CREATE TABLE t(x)").result.unwrap();
-    let tx = match db.run(Request::Begin).result {
-        Ok(Reply::Began(tx)) => tx,
-        other => panic!("{other:?}"),
-    };
+    let tx = db.begin();
     let o = db.run(Request::Run {
         sql: "INSERT INTO t VALUES (1)".into(),
         params: vec![],
@@ -461,10 +465,7 @@ fn interactive_transaction_commits_and_rolls_back() {
     assert_eq!(o.change.unwrap().tables, vec!["t".to_string()]);
     assert_eq!(db.count("t"), 1);
 
-    let tx = match db.run(Request::Begin).result {
-        Ok(Reply::Began(tx)) => tx,
-        other => panic!("{other:?}"),
-    };
+    let tx = db.begin();
     db.run(Request::Exec {
         sql: "INSERT INTO t VALUES (2); INSERT INTO t VALUES (3)".into(),
         tx: Some(tx),
@@ -805,10 +806,7 @@ fn a_rolled_back_schema_change_does_not_leave_stale_table_lists() {
     assert_eq!(tables(&mut db, "SELECT * FROM v"), expected);
 
     // Interactive transaction: the view is redefined and read, then rolled back.
-    let tx = match db.run(Request::Begin).result {
-        Ok(Reply::Began(tx)) => tx,
-        other => panic!("{other:?}"),
-    };
+    let tx = db.begin();
     db.run(Request::Exec {
         sql: "DROP VIEW v; CREATE VIEW v AS SELECT y FROM b".into(),
         tx: Some(tx),
@@ -826,7 +824,7 @@ fn a_rolled_back_schema_change_does_not_leave_stale_table_lists() {
     assert_eq!(tables(&mut db, "SELECT * FROM v"), expected);
 
     // A batch that redefines the view, reads it, then fails.
-    let o = db.run(Request::Batch {
+    let failing = || Request::Batch {
         statements: [
             "DROP VIEW v",
             "CREATE VIEW v AS SELECT y FROM b",
@@ -838,7 +836,8 @@ fn a_rolled_back_schema_change_does_not_leave_stale_table_lists() {
             params: vec![],
         })
         .into(),
-    });
+    };
+    let o = db.run(failing());
     assert_eq!(code(&o), "SQLITE_ERROR");
     assert_eq!(
         tables(&mut db, "INSERT INTO b SELECT * FROM v"),
@@ -847,25 +846,12 @@ fn a_rolled_back_schema_change_does_not_leave_stale_table_lists() {
     assert_eq!(tables(&mut db, "SELECT * FROM v"), expected);
 
     // The same batch in a group commit: only its savepoint rolls back.
-    let batch = Request::Batch {
-        statements: [
-            "DROP VIEW v",
-            "CREATE VIEW v AS SELECT y FROM b",
-            "INSERT INTO b SELECT * FROM v",
-            "INSERT INTO nope VALUES (1)",
-        ]
-        .map(|sql| Statement {
-            sql: sql.into(),
-            params: vec![],
-        })
-        .into(),
-    };
     let insert = Request::Run {
         sql: "INSERT INTO a VALUES (1)".into(),
         params: vec![],
         tx: None,
     };
-    let group = vec![(db.id(), batch), (db.id(), insert)];
+    let group = vec![(db.id(), failing()), (db.id(), insert)];
     let outcomes = db.engine.execute_group(group);
     assert_eq!(code(&outcomes[0]), "SQLITE_ERROR");
     assert!(outcomes[1].result.is_ok());
