@@ -1,6 +1,7 @@
 // How a tab starts: which tab loads the database engine (the db worker's
-// wasm, SQLite) and when, what open() says when the engine cannot load, and
-// what a leader does when its engine fails later.
+// wasm, SQLite) and when, what open() says when the engine cannot load, what
+// a leader does when its engine fails later, and that a leading tab does not
+// wait for the router.
 import { test, expect } from '@playwright/test';
 import { forwardPageErrors, uniqueMarker } from './helpers.js';
 
@@ -189,4 +190,33 @@ test('a tab holds one tab lock while open, and none once closed or after open() 
   // And the tab can still open it.
   expect(await openWith({})).toEqual({ ok: true });
   expect(await tabLocks()).toEqual({ held: 1, pending: 1 });
+});
+
+test('the first tab opens and is served by its own worker before the router answers', async ({ context }) => {
+  const name = `${uniqueMarker('startup')}.db`;
+  const page = await blankPage(context, 'leader');
+  // A router that hears every tab and never answers: the leading tab needs
+  // it only to be found by others.
+  const r = await page.evaluate(async (name) => {
+    const { open } = await import('/dist/index.js');
+    const silent = URL.createObjectURL(
+      new Blob(['onconnect = (e) => { e.ports[0].onmessage = () => {}; };'], { type: 'text/javascript' }),
+    );
+    try {
+      const db = await open(name, {
+        createSharedWorker: (n) => new SharedWorker(silent, { name: n }),
+        openTimeoutMs: 10_000,
+      });
+      await db.exec('CREATE TABLE t (x)');
+      await db.run('INSERT INTO t VALUES (?)', [7]);
+      const rows = await db.query('SELECT x FROM t');
+      const heard = new Promise((resolve) => db.subscribe(['t'], (ev) => resolve(ev.tables)));
+      await db.run('INSERT INTO t VALUES (8)');
+      const tables = await Promise.race([heard, new Promise((resolve) => setTimeout(() => resolve(null), 5000))]);
+      return { isLeader: db.isLeader, rows, heard: tables };
+    } catch (e) {
+      return { error: { name: e.name, code: e.code, message: e.message } };
+    }
+  }, name);
+  expect(r).toEqual({ isLeader: true, rows: [{ x: 7 }], heard: ['t'] });
 });

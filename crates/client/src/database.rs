@@ -290,7 +290,7 @@ impl Inner {
                 self.on_answers(answers);
             }
             Ok(FromWorker::Leader { epoch }) if epoch > self.epoch.get() => {
-                self.new_epoch(epoch);
+                self.new_epoch(epoch, None);
             }
             _ => {}
         }
@@ -510,12 +510,20 @@ impl Inner {
         }) {
             old.port.close();
         }
-        self.new_epoch(epoch);
+        self.new_epoch(epoch, None);
     }
 
     /// Requests can reach the leader of `epoch`: send what is pending.
-    fn new_epoch(self: &Rc<Self>, epoch: Epoch) {
+    /// `head` is the commit sequence number the leader opened at, when this
+    /// tab's own worker is that leader (it said so in Opened).
+    fn new_epoch(self: &Rc<Self>, epoch: Epoch, head: Option<u64>) {
         let new_leader = epoch > self.epoch.get();
+        if !new_leader && self.lead_epoch.get() == Some(epoch) {
+            // The router linking this tab to its own worker, which it has
+            // been sending to directly since the worker opened: nothing
+            // was lost on the way.
+            return;
+        }
         self.epoch.set(epoch);
         if new_leader {
             self.fail_lost_transactions();
@@ -530,9 +538,14 @@ impl Inner {
         for (id, request) in resend {
             self.send(id, request);
         }
-        match self.connected.borrow_mut().take() {
+        let first = self.connected.borrow_mut().take();
+        match (first, head) {
+            (Some(tx), Some(head)) => {
+                *self.seen.borrow_mut() = SeqTracker::new(head);
+                let _ = tx.send(Ok(()));
+            }
             // First connection: learn where the commit sequence stands.
-            Some(tx) => {
+            (Some(tx), None) => {
                 let this = self.clone();
                 spawn_local(async move {
                     let result = match this.call(Request::ChangesSince { after: u64::MAX }).await {
@@ -547,8 +560,8 @@ impl Inner {
                 });
             }
             // A new leader: fetch notifications lost in the hand-over.
-            None if new_leader => self.catch_up(true),
-            None => {}
+            (None, _) if new_leader => self.catch_up(true),
+            (None, _) => {}
         }
     }
 
@@ -577,22 +590,21 @@ impl Inner {
             }
             return;
         }
-        let link = self.link.borrow();
-        let Some(link) = link.as_ref() else {
-            // Sent when a leader connects.
-            return;
-        };
         let message = ToWorker::Request(RequestEnvelope { id, request });
-        // The link leads to this tab's own worker: post to it directly, a
-        // same-thread hop, instead of through a MessagePort (about twice as
-        // slow per round trip). The worker answers on the channel a request
-        // came in on.
-        if self.lead_epoch.get() == Some(link.epoch) {
+        // This tab's own worker leads: post to it directly, a same-thread
+        // hop, instead of through a MessagePort (about twice as slow per
+        // round trip). The worker answers on the channel a request came in on.
+        if self.lead_epoch.get() == Some(self.epoch.get()) {
             if let Err(e) = self.post_worker(&message, None) {
                 web_sys::console::warn_1(&format!("sqlite-tabs: {e}").into());
             }
             return;
         }
+        let link = self.link.borrow();
+        let Some(link) = link.as_ref() else {
+            // Sent when a leader connects.
+            return;
+        };
         let bytes = encode(&message);
         if let Err(e) = send_to_port(&link.port, &bytes, None) {
             web_sys::console::warn_1(&format!("sqlite-tabs: {e}").into());
@@ -812,6 +824,10 @@ impl Inner {
                     client: self.client,
                     epoch: info.epoch,
                 });
+                // Serve this tab at once: the router's link to its own
+                // worker (a round trip through the router) and asking where
+                // the commit sequence stands (one more) add nothing here.
+                self.new_epoch(info.epoch, Some(info.seq));
             }
             Ok(_) => {}
             Err(e) => {
