@@ -8,10 +8,11 @@
 //! tab that missed notifications can catch up).
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rusqlite::fallible_iterator::FallibleIterator;
-use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization, Wal};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Batch, Connection, OptionalExtension, Statement as SqlStatement, ToSql};
 use sqlite_tabs_protocol::{
@@ -31,6 +32,11 @@ const LOG_KEEP: u64 = 10_000;
 
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 128;
+
+/// WAL pages after which the worker checkpoints: SQLite's own threshold for
+/// the automatic checkpoint, which runs inside the commit that crosses it.
+/// Ours runs after the answers are out ([`Engine::checkpoint_if_due`]).
+const CHECKPOINT_PAGES: u32 = 1000;
 
 /// SQLite's journal mode, chosen at open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,6 +203,8 @@ pub struct Engine {
     /// The open transaction changed the schema. The access cache was cleared
     /// then, and what it learnt since describes a schema a rollback undoes.
     schema_changed: bool,
+    /// Pages in the WAL after the last commit (SQLite's WAL hook).
+    wal_pages: Arc<AtomicU32>,
     seq: u64,
     epoch: Epoch,
     tx: Option<OpenTx>,
@@ -315,7 +323,7 @@ impl Engine {
         }
         // journal_mode answers with the mode it got (in-memory databases
         // stay "memory"); either way the database works.
-        let _: String = conn
+        let journal: String = conn
             .pragma_update_and_check(None, "journal_mode", options.journal_mode.sql_name(), |r| {
                 r.get(0)
             })
@@ -371,12 +379,24 @@ impl Engine {
             Authorization::Allow
         }))
         .map_err(sql_error)?;
+        let wal_pages = Arc::new(AtomicU32::new(0));
+        if journal.eq_ignore_ascii_case("wal") {
+            // Replaces SQLite's automatic checkpoint: a commit only notes the
+            // WAL's size, and the worker checkpoints once it has answered.
+            let pages = wal_pages.clone();
+            conn.wal_hook(Some(move |_: &mut Wal, n: std::ffi::c_int| {
+                pages.store(n.max(0) as u32, Ordering::Relaxed);
+                Ok(())
+            }))
+            .map_err(sql_error)?;
+        }
 
         Ok(Engine {
             conn,
             recorder,
             access: HashMap::new(),
             schema_changed: false,
+            wal_pages,
             seq: seq as u64,
             epoch: Epoch(epoch as u64),
             tx: None,
@@ -399,6 +419,30 @@ impl Engine {
     /// The interactive transaction in progress, if any.
     pub fn open_tx(&self) -> Option<TxId> {
         self.tx.as_ref().map(|t| t.id)
+    }
+
+    /// Whether the WAL has grown past the checkpoint threshold.
+    pub fn checkpoint_due(&self) -> bool {
+        self.wal_pages.load(Ordering::Relaxed) >= CHECKPOINT_PAGES
+    }
+
+    /// Copies the WAL into the database and starts it over, if it has grown
+    /// past the threshold and no transaction is open. The worker calls it
+    /// once its answers are sent, so the checkpoint delays no answer (SQLite
+    /// would run it inside the commit that crossed the threshold).
+    pub fn checkpoint_if_due(&mut self) {
+        if !self.checkpoint_due() || self.tx.is_some() || !self.conn.is_autocommit() {
+            return;
+        }
+        // PASSIVE completes: this connection is the file's only user and
+        // holds no read transaction between requests. A failure leaves the
+        // WAL as it is, to try again after the next commit.
+        let done = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0));
+        if matches!(done, Ok(0)) {
+            self.wal_pages.store(0, Ordering::Relaxed);
+        }
     }
 
     /// The underlying connection, for inspection in tests and tools.

@@ -135,6 +135,12 @@ impl Scheduler {
         }
     }
 
+    /// Checkpoints the WAL if it has grown past the threshold (see
+    /// [`Engine::checkpoint_if_due`]); for when the answers are out.
+    pub fn checkpoint_if_due(&mut self) {
+        self.engine.checkpoint_if_due();
+    }
+
     /// Whether the request could join a group commit (see
     /// [`Engine::groupable`]).
     pub fn groupable(&mut self, request: &Request) -> bool {

@@ -919,3 +919,34 @@ fn a_request_sent_again_to_the_same_leader_runs_once() {
     );
     assert_eq!(rows_of_t(&s), [10, 20, 30]);
 }
+
+#[test]
+fn the_wal_is_checkpointed_when_the_worker_asks_not_inside_the_commit() {
+    let mut db = Db::new();
+    let file = db._dir.0.join("test.db");
+    let size = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |m| m.len());
+    db.exec("CREATE TABLE big (b BLOB)").result.unwrap();
+    // About 1,300 pages in one commit: past SQLite's automatic threshold.
+    let rows = (0..1300)
+        .map(|i| Statement {
+            sql: "INSERT INTO big VALUES (?)".into(),
+            params: vec![Value::Blob(vec![i as u8; 3500])],
+        })
+        .collect();
+    db.run(Request::Batch { statements: rows }).result.unwrap();
+    assert!(db.engine.checkpoint_due());
+    let before = size(&file);
+    assert!(before < 100 * 4096, "the commit left the pages in the WAL ({before} bytes)");
+
+    // Not while a transaction is open.
+    let tx = db.begin();
+    db.engine.checkpoint_if_due();
+    assert!(db.engine.checkpoint_due());
+    db.run(Request::Rollback { tx }).result.unwrap();
+
+    db.engine.checkpoint_if_due();
+    assert!(!db.engine.checkpoint_due());
+    let after = size(&file);
+    assert!(after > 1300 * 3500, "the pages are in the database file ({after} bytes)");
+    assert_eq!(db.count("big"), 1300);
+}

@@ -615,6 +615,7 @@ impl Worker {
                 drop(state);
                 self.send(out);
                 self.rearm(deadline);
+                self.checkpoint_if_due();
             }
             State::Open { .. } => {
                 drop(state);
@@ -658,6 +659,18 @@ impl Worker {
         drop(state);
         self.send(out);
         self.rearm(deadline);
+        self.checkpoint_if_due();
+    }
+
+    /// Checkpoints the WAL once the answers are sent, unless more requests
+    /// are waiting to be run (the drain after them does it).
+    fn checkpoint_if_due(&self) {
+        if !self.inbox.borrow().is_empty() {
+            return;
+        }
+        if let State::Open { scheduler, .. } = &mut *self.state.borrow_mut() {
+            scheduler.checkpoint_if_due();
+        }
     }
 
     /// Answers a request this worker cannot serve: the client re-sends it to
