@@ -936,7 +936,10 @@ fn the_wal_is_checkpointed_when_the_worker_asks_not_inside_the_commit() {
     db.run(Request::Batch { statements: rows }).result.unwrap();
     assert!(db.engine.checkpoint_due());
     let before = size(&file);
-    assert!(before < 100 * 4096, "the commit left the pages in the WAL ({before} bytes)");
+    assert!(
+        before < 100 * 4096,
+        "the commit left the pages in the WAL ({before} bytes)"
+    );
 
     // Not while a transaction is open.
     let tx = db.begin();
@@ -947,6 +950,9 @@ fn the_wal_is_checkpointed_when_the_worker_asks_not_inside_the_commit() {
     db.engine.checkpoint_if_due();
     assert!(!db.engine.checkpoint_due());
     let after = size(&file);
-    assert!(after > 1300 * 3500, "the pages are in the database file ({after} bytes)");
+    assert!(
+        after > 1300 * 3500,
+        "the pages are in the database file ({after} bytes)"
+    );
     assert_eq!(db.count("big"), 1300);
 }
