@@ -96,7 +96,11 @@ export declare class Database {
   queryRaw(sql: string, params?: Value[]): Promise<{ columns: string[]; rows: Value[][] }>;
   /** Runs one statement and reports what it changed. */
   run(sql: string, params?: Value[]): Promise<RunResult>;
-  /** Runs the statements atomically: all of them or none. */
+  /**
+   * Runs the statements atomically: all of them or none. Consecutive
+   * statements with the same SQL text are prepared once and only bound and
+   * run for each: keep equal statements together.
+   */
   batch(statements: { sql: string; params?: Value[] }[]): Promise<RunResult[]>;
   /**
    * Runs `fn` in a transaction: commits when its promise resolves, rolls back
