@@ -13,7 +13,7 @@ struct Db {
     engine: Engine,
     client: ClientId,
     next: u64,
-    _dir: tempdir::Dir,
+    dir: tempdir::Dir,
 }
 
 mod tempdir {
@@ -50,7 +50,7 @@ impl Db {
             engine: open_at(&dir, &EngineOptions::default()),
             client: ClientId(7),
             next: 0,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -62,7 +62,7 @@ impl Db {
         )
         .unwrap();
         drop(std::mem::replace(&mut self.engine, placeholder));
-        self.engine = open_at(&self._dir, &EngineOptions::default());
+        self.engine = open_at(&self.dir, &EngineOptions::default());
     }
 
     fn id(&mut self) -> RequestId {
@@ -923,7 +923,7 @@ fn a_request_sent_again_to_the_same_leader_runs_once() {
 #[test]
 fn the_wal_is_checkpointed_when_the_worker_asks_not_inside_the_commit() {
     let mut db = Db::new();
-    let file = db._dir.0.join("test.db");
+    let file = db.dir.0.join("test.db");
     let size = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |m| m.len());
     db.exec("CREATE TABLE big (b BLOB)").result.unwrap();
     // About 1,300 pages in one commit: past SQLite's automatic threshold.
