@@ -110,5 +110,22 @@ for (const [id, c] of counts) {
 }
 const top = [...self].sort((a, b) => b[1] - a[1]).slice(0, 30);
 for (const [k, c] of top) console.log(((100 * c) / total).toFixed(1).padStart(5), '%', k);
+// CALLERS=name prints the call stacks (innermost first) of the samples in
+// functions whose name contains it.
+if (process.env.CALLERS) {
+  const parent = new Map();
+  for (const n of profile.nodes) for (const c of n.children || []) parent.set(c, n.id);
+  const stacks = new Map();
+  for (const [id, c] of counts) {
+    if (!byId.get(id).callFrame.functionName.includes(process.env.CALLERS)) continue;
+    const names = [];
+    for (let at = id; at !== undefined && names.length < 8; at = parent.get(at)) {
+      names.push(byId.get(at).callFrame.functionName.replace(/::h[0-9a-f]{16}$/, '').slice(-60));
+    }
+    const key = names.join(' <- ');
+    stacks.set(key, (stacks.get(key) || 0) + c);
+  }
+  for (const [k, c] of [...stacks].sort((a, b) => b[1] - a[1]).slice(0, 8)) console.log(c, k);
+}
 await context.close();
 fs.rmSync(dir, { recursive: true, force: true });

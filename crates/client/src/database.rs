@@ -61,7 +61,11 @@ struct Watch {
 }
 
 struct Pending {
-    request: Request,
+    /// The encoded `ToWorker::Request`, kept to send again to a new leader.
+    /// Encoded once: a large batch is neither cloned nor encoded twice.
+    message: Vec<u8>,
+    /// Whether the next leader may simply run it (see [`retryable`]).
+    retryable: bool,
     reply: Waiter,
     /// When it fails with TIMEOUT (`Date.now()` milliseconds).
     deadline: f64,
@@ -251,7 +255,11 @@ fn leader_lost(what: &str) -> Error {
 
 impl Inner {
     fn post_worker(&self, message: &ToWorker, extra: Option<&JsValue>) -> Result<(), Error> {
-        let buffer = buffer_of(&encode(message));
+        self.post_worker_bytes(&encode(message), extra)
+    }
+
+    fn post_worker_bytes(&self, bytes: &[u8], extra: Option<&JsValue>) -> Result<(), Error> {
+        let buffer = buffer_of(bytes);
         let transfer = transfer_list(&buffer, extra);
         self.worker
             .post_message_with_transfer(&buffer, &transfer)
@@ -360,7 +368,7 @@ impl Inner {
         // for the next leader instead of failing it.
         if matches!(&result, Err(e) if e.code == ErrorCode::LeaderLost) {
             if let Some(p) = pending.get(&id) {
-                if retryable(&p.request) {
+                if p.retryable {
                     return;
                 }
             }
@@ -529,14 +537,8 @@ impl Inner {
             self.fail_lost_transactions();
             self.notify_leader_listeners();
         }
-        let resend: Vec<(RequestId, Request)> = self
-            .pending
-            .borrow()
-            .iter()
-            .map(|(id, p)| (*id, p.request.clone()))
-            .collect();
-        for (id, request) in resend {
-            self.send(id, request);
+        for p in self.pending.borrow().values() {
+            self.send(&p.message);
         }
         let first = self.connected.borrow_mut().take();
         match (first, head) {
@@ -570,7 +572,7 @@ impl Inner {
         let mut pending = self.pending.borrow_mut();
         let lost: Vec<RequestId> = pending
             .iter()
-            .filter(|(_, p)| !retryable(&p.request))
+            .filter(|(_, p)| !p.retryable)
             .map(|(id, _)| *id)
             .collect();
         let lost: Vec<Pending> = lost.iter().filter_map(|id| pending.remove(id)).collect();
@@ -582,31 +584,26 @@ impl Inner {
         }
     }
 
-    fn send(&self, id: RequestId, request: Request) {
+    /// Posts an encoded `ToWorker::Request` to the leader's worker, or
+    /// nowhere while there is none (it is sent when a leader connects).
+    fn send(&self, message: &[u8]) {
         if let Some((requests, _)) = &self.fallback {
-            let bytes = encode(&ToWorker::Request(RequestEnvelope { id, request }));
-            if let Err(e) = requests.post_message(&buffer_of(&bytes)) {
+            if let Err(e) = requests.post_message(&buffer_of(message)) {
                 web_sys::console::warn_1(&e);
             }
             return;
         }
-        let message = ToWorker::Request(RequestEnvelope { id, request });
         // This tab's own worker leads: post to it directly, a same-thread
         // hop, instead of through a MessagePort (about twice as slow per
         // round trip). The worker answers on the channel a request came in on.
-        if self.lead_epoch.get() == Some(self.epoch.get()) {
-            if let Err(e) = self.post_worker(&message, None) {
-                web_sys::console::warn_1(&format!("sqlite-tabs: {e}").into());
-            }
-            return;
-        }
-        let link = self.link.borrow();
-        let Some(link) = link.as_ref() else {
-            // Sent when a leader connects.
-            return;
+        let sent = if self.lead_epoch.get() == Some(self.epoch.get()) {
+            self.post_worker_bytes(message, None)
+        } else if let Some(link) = self.link.borrow().as_ref() {
+            send_to_port(&link.port, message, None)
+        } else {
+            Ok(())
         };
-        let bytes = encode(&message);
-        if let Err(e) = send_to_port(&link.port, &bytes, None) {
+        if let Err(e) = sent {
             web_sys::console::warn_1(&format!("sqlite-tabs: {e}").into());
         }
     }
@@ -934,16 +931,19 @@ impl Inner {
             client: self.client,
             seq,
         };
+        let retryable = retryable(&request);
+        let message = encode(&ToWorker::Request(RequestEnvelope { id, request }));
+        self.send(&message);
         self.pending.borrow_mut().insert(
             id,
             Pending {
-                request: request.clone(),
+                message,
+                retryable,
                 reply: waiter,
                 deadline: js_sys::Date::now() + f64::from(self.timeout_ms),
             },
         );
         self.arm_deadline_timer();
-        self.send(id, request);
     }
 
     /// Arms the deadline timer for the earliest pending deadline unless it
