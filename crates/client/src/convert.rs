@@ -1,9 +1,10 @@
 //! Conversions between JavaScript values and protocol values.
 
-use std::sync::Arc;
-
 use js_sys::{Array, ArrayBuffer, Float64Array, Object, Reflect, Uint32Array, Uint8Array};
-use sqlite_tabs_protocol::{Error, Rows, RunResult, Statement, Value};
+use sqlite_tabs_protocol::{
+    encode, encode_batch_request, Error, Request, RequestEnvelope, RequestId, Rows, RunResult,
+    Statement, StatementRef, ToWorker, Value, ValueRef,
+};
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -56,10 +57,18 @@ const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
 
 /// A JS number as SQLite gets it: integral values as INTEGER.
 fn number(n: f64) -> Value {
+    match number_ref(n) {
+        ValueRef::Integer(i) => Value::Integer(i),
+        _ => Value::Real(n),
+    }
+}
+
+/// [`number`], borrowing nothing.
+fn number_ref(n: f64) -> ValueRef<'static> {
     if n.fract() == 0.0 && n.abs() <= MAX_SAFE_INTEGER {
-        Value::Integer(n as i64)
+        ValueRef::Integer(n as i64)
     } else {
-        Value::Real(n)
+        ValueRef::Real(n)
     }
 }
 
@@ -131,8 +140,21 @@ pub fn to_sql(sql: &JsValue) -> Result<String, Error> {
         .ok_or_else(|| Error::bad_request("sql must be a string"))
 }
 
-/// Reads the statements of a `batch()` call: `[{ sql, params? }, ...]`.
-pub fn to_statements(stmts: &JsValue) -> Result<Vec<Statement>, Error> {
+/// A batch as `marshal.js` packs it: one entry of `sqls` per run of equal
+/// SQL (`sql_runs` statements long), `counts` parameters per statement, and
+/// the parameters as tags, numbers, one text and the other values.
+struct Packed {
+    sqls: Vec<String>,
+    sql_runs: Vec<u32>,
+    counts: Vec<u32>,
+    tags: Vec<u8>,
+    nums: Vec<f64>,
+    text: String,
+    lens: Vec<u32>,
+    others: Array,
+}
+
+fn pack(stmts: &JsValue) -> Result<Packed, Error> {
     if !Array::is_array(stmts) {
         return Err(Error::bad_request(
             "batch() takes an array of { sql, params } objects",
@@ -149,31 +171,76 @@ pub fn to_statements(stmts: &JsValue) -> Result<Vec<Statement>, Error> {
             },
         ));
     }
-    let sqls: Vec<Arc<str>> = Array::from(&field("sqls"))
-        .iter()
-        .map(|s| Arc::from(s.as_string().unwrap_or_default()))
-        .collect();
-    let sql_runs = Uint32Array::from(field("sqlRuns")).to_vec();
-    let counts = Uint32Array::from(field("counts")).to_vec();
-    let tags = Uint8Array::from(field("tags")).to_vec();
-    let nums = Float64Array::from(field("nums")).to_vec();
-    let lens = Uint32Array::from(field("lens")).to_vec();
-    let others = Array::from(&field("others"));
-    let text = field("text").as_string().unwrap_or_default();
-    let Some(texts) = split_utf16(&text, &lens) else {
+    Ok(Packed {
+        sqls: Array::from(&field("sqls"))
+            .iter()
+            .map(|s| s.as_string().unwrap_or_default())
+            .collect(),
+        sql_runs: Uint32Array::from(field("sqlRuns")).to_vec(),
+        counts: Uint32Array::from(field("counts")).to_vec(),
+        tags: Uint8Array::from(field("tags")).to_vec(),
+        nums: Float64Array::from(field("nums")).to_vec(),
+        text: field("text").as_string().unwrap_or_default(),
+        lens: Uint32Array::from(field("lens")).to_vec(),
+        others: Array::from(&field("others")),
+    })
+}
+
+/// Encodes the request of a `batch()` call (`[{ sql, params? }, ...]`) with
+/// id `id`: the statements are read in bulk and encoded from slices of the
+/// packed buffers, without a parameter vector or a string per statement.
+pub fn batch_message(id: RequestId, stmts: &JsValue) -> Result<Vec<u8>, Error> {
+    let p = pack(stmts)?;
+    let Some(text_ends) = utf16_ends(&p.text, &p.lens) else {
         // The joined text paired a lone high surrogate with the next
         // string's low one; per-statement conversion handles that.
-        return to_statements_one_by_one(stmts);
+        let statements = to_statements_one_by_one(stmts)?;
+        return Ok(encode(&ToWorker::Request(RequestEnvelope {
+            id,
+            request: Request::Batch { statements },
+        })));
     };
-
-    let mut sql_runs = sqls.into_iter().zip(sql_runs);
-    let mut run: Option<(Arc<str>, u32)> = None;
-    let (mut tag, mut num, mut other) = (tags.into_iter(), nums.into_iter(), 0u32);
-    let mut texts = texts.into_iter();
-    let mut out = Vec::with_capacity(counts.len());
-    for (i, &count) in counts.iter().enumerate() {
-        if run.as_ref().is_none_or(|(_, left)| *left == 0) {
-            run = sql_runs.next();
+    let malformed = || Error::internal("packed batch is shorter than its counts");
+    // Values that are neither numbers nor strings are converted first:
+    // the borrowed values below point into them.
+    let mut others = Vec::with_capacity(p.others.length() as usize);
+    if p.others.length() > 0 {
+        let mut tags = p.tags.iter();
+        for (i, &count) in p.counts.iter().enumerate() {
+            for j in 0..count as usize {
+                if *tags.next().ok_or_else(malformed)? == TAG_OTHER {
+                    let v = p.others.get(others.len() as u32);
+                    others.push(to_value(&v, j).map_err(|mut e| {
+                        e.message = format!("batch statement {}: {}", i + 1, e.message);
+                        e
+                    })?);
+                }
+            }
+        }
+    }
+    let mut values = Vec::with_capacity(p.tags.len());
+    let (mut nums, mut other) = (p.nums.iter(), others.iter());
+    let (mut text_at, mut text_ends) = (0, text_ends.into_iter());
+    for tag in &p.tags {
+        values.push(match *tag {
+            TAG_NUMBER => number_ref(nums.next().copied().ok_or_else(malformed)?),
+            TAG_TEXT => {
+                let end = text_ends.next().ok_or_else(malformed)?;
+                let text = &p.text[text_at..end];
+                text_at = end;
+                ValueRef::Text(text)
+            }
+            TAG_OTHER => other.next().ok_or_else(malformed)?.into(),
+            _ => ValueRef::Null,
+        });
+    }
+    let mut statements = Vec::with_capacity(p.counts.len());
+    let mut runs = p.sqls.iter().zip(p.sql_runs.iter().copied());
+    let mut run: Option<(&String, u32)> = None;
+    let mut at = 0;
+    for &count in &p.counts {
+        if run.is_none_or(|(_, left)| left == 0) {
+            run = runs.next();
         }
         let Some((sql, left)) = run.as_mut() else {
             return Err(Error::internal(
@@ -181,49 +248,30 @@ pub fn to_statements(stmts: &JsValue) -> Result<Vec<Statement>, Error> {
             ));
         };
         *left -= 1;
-        let mut params = Vec::with_capacity(count as usize);
-        for j in 0..count as usize {
-            let value = match tag.next() {
-                Some(TAG_NULL) => Value::Null,
-                Some(TAG_NUMBER) => number(num.next().unwrap_or_default()),
-                Some(TAG_TEXT) => Value::Text(texts.next().unwrap_or_default()),
-                Some(TAG_OTHER) => {
-                    let v = others.get(other);
-                    other += 1;
-                    to_value(&v, j).map_err(|mut e| {
-                        e.message = format!("batch statement {}: {}", i + 1, e.message);
-                        e
-                    })?
-                }
-                _ => return Err(Error::internal("packed batch is shorter than its counts")),
-            };
-            params.push(value);
-        }
-        out.push(Statement {
-            sql: sql.clone(),
-            params,
+        let end = at + count as usize;
+        statements.push(StatementRef {
+            sql,
+            params: values.get(at..end).ok_or_else(malformed)?,
         });
+        at = end;
     }
-    Ok(out)
+    Ok(encode_batch_request(id, &statements))
 }
 
-/// Splits `text` into consecutive strings of `lens` UTF-16 code units each;
-/// `None` if a boundary falls inside a character.
-fn split_utf16(text: &str, lens: &[u32]) -> Option<Vec<String>> {
+/// Byte offsets in `text` where each of its consecutive strings of `lens`
+/// UTF-16 code units ends; `None` if a boundary falls inside a character.
+fn utf16_ends(text: &str, lens: &[u32]) -> Option<Vec<usize>> {
     let mut out = Vec::with_capacity(lens.len());
+    let mut pos = 0;
     if text.is_ascii() {
-        let mut pos = 0;
         for &len in lens {
-            let end = pos + len as usize;
-            out.push(text.get(pos..end)?.to_owned());
-            pos = end;
+            pos += len as usize;
+            out.push(pos);
         }
         return (pos == text.len()).then_some(out);
     }
     let mut chars = text.char_indices();
-    let mut pos = 0;
     for &len in lens {
-        let start = pos;
         let mut units = 0;
         while units < len {
             let (i, c) = chars.next()?;
@@ -233,12 +281,13 @@ fn split_utf16(text: &str, lens: &[u32]) -> Option<Vec<String>> {
         if units != len {
             return None;
         }
-        out.push(text[start..pos].to_owned());
+        out.push(pos);
     }
     Some(out)
 }
 
-/// [`to_statements`] reading each value across the JS boundary on its own.
+/// The statements of a batch, reading each value across the JS boundary on
+/// its own.
 fn to_statements_one_by_one(stmts: &JsValue) -> Result<Vec<Statement>, Error> {
     let (sql_key, params_key) = (JsValue::from_str("sql"), JsValue::from_str("params"));
     Array::from(stmts)

@@ -5,6 +5,7 @@
 //! and sent as a transferred `ArrayBuffer`; [`decode`] turns bytes back into a
 //! message or a typed [`DecodeError`], never a panic.
 
+mod borrowed;
 mod codec;
 mod codes;
 mod compact;
@@ -13,6 +14,7 @@ mod message;
 pub mod names;
 mod value;
 
+pub use borrowed::{encode_batch_request, StatementRef, ValueRef};
 pub use codec::{decode, encode, peek_request_id, DecodeError, MAX_MESSAGE_BYTES};
 pub use codes::result_code_name;
 pub use error::{Error, ErrorCode};
