@@ -2,8 +2,7 @@
 
 use js_sys::{Array, ArrayBuffer, Float64Array, Object, Reflect, Uint32Array, Uint8Array};
 use sqlite_tabs_protocol::{
-    encode, encode_batch_request, Error, Request, RequestEnvelope, RequestId, Rows, RunResult,
-    Statement, StatementRef, ToWorker, Value, ValueRef,
+    Error, Request, Rows, RunResult, Statement, StatementRef, Statements, Value, ValueRef,
 };
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
@@ -186,19 +185,17 @@ fn pack(stmts: &JsValue) -> Result<Packed, Error> {
     })
 }
 
-/// Encodes the request of a `batch()` call (`[{ sql, params? }, ...]`) with
-/// id `id`: the statements are read in bulk and encoded from slices of the
-/// packed buffers, without a parameter vector or a string per statement.
-pub fn batch_message(id: RequestId, stmts: &JsValue) -> Result<Vec<u8>, Error> {
+/// The request of a `batch()` call (`[{ sql, params? }, ...]`): the
+/// statements are read in bulk and encoded from slices of the packed
+/// buffers, without a parameter vector or a string per statement.
+pub fn batch_request(stmts: &JsValue) -> Result<Request, Error> {
     let p = pack(stmts)?;
     let Some(text_ends) = utf16_ends(&p.text, &p.lens) else {
         // The joined text paired a lone high surrogate with the next
         // string's low one; per-statement conversion handles that.
-        let statements = to_statements_one_by_one(stmts)?;
-        return Ok(encode(&ToWorker::Request(RequestEnvelope {
-            id,
-            request: Request::Batch { statements },
-        })));
+        return Ok(Request::Batch {
+            statements: to_statements_one_by_one(stmts)?.into(),
+        });
     };
     let malformed = || Error::internal("packed batch is shorter than its counts");
     // Values that are neither numbers nor strings are converted first:
@@ -255,7 +252,9 @@ pub fn batch_message(id: RequestId, stmts: &JsValue) -> Result<Vec<u8>, Error> {
         });
         at = end;
     }
-    Ok(encode_batch_request(id, &statements))
+    Ok(Request::Batch {
+        statements: Statements::encode(&statements),
+    })
 }
 
 /// Byte offsets in `text` where each of its consecutive strings of `lens`

@@ -21,7 +21,7 @@ use web_sys::{
 };
 
 use crate::convert::{
-    batch_message, rows_to_objects, rows_to_raw, run_result, run_results, to_js_error, to_params,
+    batch_request, rows_to_objects, rows_to_raw, run_result, run_results, to_js_error, to_params,
     to_sql,
 };
 use crate::locks::{self, Held};
@@ -69,23 +69,6 @@ struct Pending {
     reply: Waiter,
     /// When it fails with TIMEOUT (`Date.now()` milliseconds).
     deadline: f64,
-}
-
-/// A request ready to send: its encoded `ToWorker::Request`.
-struct Outgoing {
-    message: Vec<u8>,
-    /// Whether the next leader may simply run it (see [`retryable`]).
-    retryable: bool,
-}
-
-impl Outgoing {
-    fn new(id: RequestId, request: Request) -> Self {
-        let retryable = retryable(&request);
-        Outgoing {
-            message: encode(&ToWorker::Request(RequestEnvelope { id, request })),
-            retryable,
-        }
-    }
 }
 
 /// Who waits for a request's answer.
@@ -913,18 +896,6 @@ impl Inner {
         request: Result<Request, Error>,
         answer: fn(Reply) -> Result<JsValue, Error>,
     ) -> Promise {
-        self.promise_with(
-            |id| request.map(|request| Outgoing::new(id, request)),
-            answer,
-        )
-    }
-
-    /// [`Inner::promise`] for a request encoded by `build` from its id.
-    fn promise_with(
-        self: &Rc<Self>,
-        build: impl FnOnce(RequestId) -> Result<Outgoing, Error>,
-        answer: fn(Reply) -> Result<JsValue, Error>,
-    ) -> Promise {
         let mut waiter = None;
         let promise = Promise::new(&mut |resolve, reject| {
             waiter = Some(Waiter::Promise {
@@ -941,36 +912,27 @@ impl Inner {
                 "the promise executor did not run",
             )));
         };
-        self.enqueue_with(build, waiter);
+        match request {
+            Ok(request) => self.enqueue(request, waiter),
+            Err(e) => waiter.settle(Err(e)),
+        }
         promise
     }
 
     /// Sends a request; `waiter` gets its answer, or its timeout.
     fn enqueue(self: &Rc<Self>, request: Request, waiter: Waiter) {
-        self.enqueue_with(|id| Ok(Outgoing::new(id, request)), waiter);
-    }
-
-    /// Sends the request `build` encodes from its id; `waiter` gets its
-    /// answer, its timeout, or the error of `build`.
-    fn enqueue_with(
-        self: &Rc<Self>,
-        build: impl FnOnce(RequestId) -> Result<Outgoing, Error>,
-        waiter: Waiter,
-    ) {
         if self.closed.get() {
             waiter.settle(Err(Error::new(ErrorCode::Closed, "the database is closed")));
             return;
         }
         let seq = self.next_seq.get() + 1;
+        self.next_seq.set(seq);
         let id = RequestId {
             client: self.client,
             seq,
         };
-        let Outgoing { message, retryable } = match build(id) {
-            Ok(outgoing) => outgoing,
-            Err(e) => return waiter.settle(Err(e)),
-        };
-        self.next_seq.set(seq);
+        let retryable = retryable(&request);
+        let message = encode(&ToWorker::Request(RequestEnvelope { id, request }));
         self.send(&message);
         self.pending.borrow_mut().insert(
             id,
@@ -1610,15 +1572,7 @@ impl Database {
 
     /// Runs several statements atomically; resolves to one run result each.
     pub fn batch(&self, statements: JsValue) -> Promise {
-        self.inner.promise_with(
-            |id| {
-                batch_message(id, &statements).map(|message| Outgoing {
-                    message,
-                    retryable: true,
-                })
-            },
-            batch_answer,
-        )
+        self.inner.promise(batch_request(&statements), batch_answer)
     }
 
     /// The tables a statement reads, as SQLite reports them (for live queries).

@@ -17,7 +17,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Batch, Connection, OptionalExtension, Statement as SqlStatement, ToSql};
 use sqlite_tabs_protocol::{
     decode, encode, ChangeEvent, Epoch, Error, ErrorCode, Reply, Request, RequestId, Rows,
-    RunResult, Statement, TxId, Value,
+    RunResult, Statements, TxId, Value, ValueRef as WireValue,
 };
 
 /// The engine's own table; user statements never see it in notifications.
@@ -239,16 +239,16 @@ pub fn sql_error(e: rusqlite::Error) -> Error {
 
 type SqlResult<T> = Result<T, Error>;
 
-struct Bind<'a>(&'a Value);
+struct Bind<'a>(WireValue<'a>);
 
 impl ToSql for Bind<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(ToSqlOutput::Borrowed(match self.0 {
-            Value::Null => ValueRef::Null,
-            Value::Integer(i) => ValueRef::Integer(*i),
-            Value::Real(f) => ValueRef::Real(*f),
-            Value::Text(s) => ValueRef::Text(s.as_bytes()),
-            Value::Blob(b) => ValueRef::Blob(b),
+            WireValue::Null => ValueRef::Null,
+            WireValue::Integer(i) => ValueRef::Integer(i),
+            WireValue::Real(f) => ValueRef::Real(f),
+            WireValue::Text(s) => ValueRef::Text(s.as_bytes()),
+            WireValue::Blob(b) => ValueRef::Blob(b),
         }))
     }
 }
@@ -265,7 +265,10 @@ fn to_value(v: ValueRef<'_>) -> Value {
     }
 }
 
-fn bind(stmt: &mut SqlStatement<'_>, params: &[Value]) -> SqlResult<()> {
+fn bind<'v>(
+    stmt: &mut SqlStatement<'_>,
+    params: impl ExactSizeIterator<Item = WireValue<'v>>,
+) -> SqlResult<()> {
     let expected = stmt.parameter_count();
     if expected != params.len() {
         return Err(Error::bad_request(format!(
@@ -273,7 +276,7 @@ fn bind(stmt: &mut SqlStatement<'_>, params: &[Value]) -> SqlResult<()> {
             params.len()
         )));
     }
-    for (i, p) in params.iter().enumerate() {
+    for (i, p) in params.enumerate() {
         stmt.raw_bind_parameter(i + 1, Bind(p)).map_err(sql_error)?;
     }
     Ok(())
@@ -865,7 +868,7 @@ impl Engine {
             return Err(transaction_control_error());
         }
         let mut stmt = self.conn.prepare_cached(sql).map_err(sql_error)?;
-        bind(&mut stmt, params)?;
+        bind(&mut stmt, params.iter().map(WireValue::from))?;
         let reply = if rows {
             Reply::Rows(read_rows(&mut stmt)?)
         } else {
@@ -898,70 +901,56 @@ impl Engine {
         }
     }
 
-    fn batch(&mut self, id: RequestId, statements: &[Statement]) -> Outcome {
+    fn batch(&mut self, id: RequestId, statements: &Statements) -> Outcome {
         self.write(id, |e, writes| e.batch_body(statements, writes))
     }
 
+    /// Runs the statements of a batch as they are read from the message. A
+    /// batch repeats one statement more often than not: each run of the same
+    /// SQL is analysed, looked up and its tables noted once, not once per
+    /// row. A failure names the statement's place in the batch.
     fn batch_body(
         &mut self,
-        statements: &[Statement],
+        statements: &Statements,
         writes: &mut BTreeSet<String>,
     ) -> SqlResult<Reply> {
+        let numbered = |n: usize, mut err: Error| {
+            err.message = format!("batch statement {n}: {}", err.message);
+            err
+        };
         let mut results = Vec::with_capacity(statements.len());
-        let mut start = 0;
-        while let Some(first) = statements.get(start) {
-            // A batch repeats one statement more often than not (a decoded
-            // batch shares its text): each run of the same SQL is analysed,
-            // looked up and its tables noted once, not once per row.
-            let len = statements[start..]
-                .iter()
-                .take_while(|s| Arc::ptr_eq(&s.sql, &first.sql) || s.sql == first.sql)
-                .count();
-            self.run_repeated(
-                &first.sql,
-                &statements[start..start + len],
-                writes,
-                &mut results,
-            )
-            .map_err(|(i, mut err)| {
-                err.message = format!("batch statement {}: {}", start + i + 1, err.message);
-                err
-            })?;
-            start += len;
+        let mut cursor = statements.cursor();
+        let mut params = Vec::new();
+        let mut next = cursor.next(&mut params);
+        while let Some(sql) = next {
+            let n = results.len() + 1;
+            let sql = sql.map_err(|e| numbered(n, e.into()))?;
+            let access = self.access(sql).map_err(|e| numbered(n, e))?;
+            if access.transaction_control {
+                return Err(numbered(n, transaction_control_error()));
+            }
+            let mut stmt = self
+                .conn
+                .prepare_cached(sql)
+                .map_err(|e| numbered(n, sql_error(e)))?;
+            loop {
+                bind(&mut stmt, params.iter().copied())
+                    .and_then(|()| step_to_end(&mut stmt))
+                    .map_err(|e| numbered(results.len() + 1, e))?;
+                results.push(run_result(&self.conn, &access));
+                next = cursor.next(&mut params);
+                match next {
+                    Some(Ok(s)) if std::ptr::eq(s, sql) || s == sql => {}
+                    _ => break,
+                }
+            }
+            drop(stmt);
+            writes.extend(access.writes.iter().cloned());
+            if access.schema_change {
+                self.note_schema_change();
+            }
         }
         Ok(Reply::Batch(results))
-    }
-
-    /// Runs `sql` once per statement of `run` (all of them that text), adding
-    /// their results to `results`. A failure names the statement's index in
-    /// `run`.
-    fn run_repeated(
-        &mut self,
-        sql: &str,
-        run: &[Statement],
-        writes: &mut BTreeSet<String>,
-        results: &mut Vec<RunResult>,
-    ) -> Result<(), (usize, Error)> {
-        let access = self.access(sql).map_err(|e| (0, e))?;
-        if access.transaction_control {
-            return Err((0, transaction_control_error()));
-        }
-        let mut stmt = self
-            .conn
-            .prepare_cached(sql)
-            .map_err(|e| (0, sql_error(e)))?;
-        for (i, s) in run.iter().enumerate() {
-            bind(&mut stmt, &s.params)
-                .and_then(|()| step_to_end(&mut stmt))
-                .map_err(|e| (i, e))?;
-            results.push(run_result(&self.conn, &access));
-        }
-        drop(stmt);
-        writes.extend(access.writes.iter().cloned());
-        if access.schema_change {
-            self.note_schema_change();
-        }
-        Ok(())
     }
 
     /// Runs every statement of a script. `before_write` is called once, just

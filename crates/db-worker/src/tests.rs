@@ -2,8 +2,8 @@
 
 use rusqlite::Connection;
 use sqlite_tabs_protocol::{
-    ClientId, ErrorCode, Reply, Request, RequestEnvelope, RequestId, Rows, RunResult, Statement,
-    TxId, Value,
+    decode, encode, ClientId, ErrorCode, Reply, Request, RequestEnvelope, RequestId, Rows,
+    RunResult, Statement, Statements, TxId, Value,
 };
 
 use crate::engine::{Engine, EngineOptions, JournalMode, Outcome, LOG_TABLE};
@@ -239,13 +239,13 @@ fn batch_is_all_or_nothing() {
         params: vec![Value::Integer(v)],
     };
     let o = db.run(Request::Batch {
-        statements: vec![stmt(1), stmt(2), stmt(1)],
+        statements: vec![stmt(1), stmt(2), stmt(1)].into(),
     });
     assert_eq!(code(&o), "SQLITE_CONSTRAINT_UNIQUE");
     assert!(o.result.unwrap_err().message.contains("batch statement 3"));
     assert_eq!(db.count("t"), 0);
     let o = db.run(Request::Batch {
-        statements: (0..1000).map(stmt).collect(),
+        statements: (0..1000).map(stmt).collect::<Vec<_>>().into(),
     });
     match o.result {
         Ok(Reply::Batch(results)) => {
@@ -274,7 +274,8 @@ fn batch_is_all_or_nothing() {
             update(1),
             read.clone(),
             stmt(2001),
-        ],
+        ]
+        .into(),
     });
     match o.result {
         Ok(Reply::Batch(results)) => {
@@ -287,11 +288,36 @@ fn batch_is_all_or_nothing() {
     let mut bad = stmt(3002);
     bad.params.push(Value::Integer(1));
     let o = db.run(Request::Batch {
-        statements: vec![stmt(3000), stmt(3001), read, bad, stmt(3003)],
+        statements: vec![stmt(3000), stmt(3001), read, bad, stmt(3003)].into(),
     });
     assert_eq!(code(&o), "BAD_REQUEST");
     assert!(o.result.unwrap_err().message.contains("batch statement 4"));
     assert_eq!(db.count("t"), 1002);
+}
+
+#[test]
+fn a_batch_cut_short_fails_whole_naming_the_missing_statement() {
+    let mut db = Db::new();
+    db.exec("CREATE TABLE t(x)").result.unwrap();
+    let statements: Statements = (0..3)
+        .map(|i| Statement {
+            sql: "INSERT INTO t VALUES (?)".into(),
+            params: vec![Value::Integer(i)],
+        })
+        .collect::<Vec<_>>()
+        .into();
+    // The encoded statements announce a fourth statement that is not there:
+    // the worker reads statements while it runs them, so the first three
+    // have run when the fourth turns out to be missing.
+    let mut bytes = encode(&statements);
+    assert_eq!((bytes[0] as usize, bytes[1]), (bytes.len() - 1, 3));
+    bytes[1] = 4;
+    let statements: Statements = decode(&bytes).unwrap();
+    let o = db.run(Request::Batch { statements });
+    assert_eq!(code(&o), "BAD_REQUEST");
+    assert!(o.result.unwrap_err().message.contains("batch statement 4"));
+    assert_eq!(db.count("t"), 0);
+    assert!(db.engine.connection().is_autocommit());
 }
 
 #[test]
@@ -717,7 +743,8 @@ fn group_commit_fails_only_the_bad_request() {
                     sql: "INSERT INTO g(x) VALUES (100)".into(),
                     params: vec![],
                 },
-            ],
+            ]
+            .into(),
         },
     ));
     // A re-sent duplicate of the first request within the same group.
@@ -835,6 +862,7 @@ fn a_rolled_back_schema_change_does_not_leave_stale_table_lists() {
             sql: sql.into(),
             params: vec![],
         })
+        .as_slice()
         .into(),
     };
     let o = db.run(failing());
@@ -927,13 +955,17 @@ fn the_wal_is_checkpointed_when_the_worker_asks_not_inside_the_commit() {
     let size = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |m| m.len());
     db.exec("CREATE TABLE big (b BLOB)").result.unwrap();
     // About 1,300 pages in one commit: past SQLite's automatic threshold.
-    let rows = (0..1300)
+    let rows: Vec<Statement> = (0..1300)
         .map(|i| Statement {
             sql: "INSERT INTO big VALUES (?)".into(),
             params: vec![Value::Blob(vec![i as u8; 3500])],
         })
         .collect();
-    db.run(Request::Batch { statements: rows }).result.unwrap();
+    db.run(Request::Batch {
+        statements: rows.into(),
+    })
+    .result
+    .unwrap();
     assert!(db.engine.checkpoint_due());
     let before = size(&file);
     assert!(

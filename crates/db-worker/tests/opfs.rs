@@ -122,7 +122,8 @@ async fn every_request_kind_works_on_opfs() {
                 sql: "INSERT INTO t(x) VALUES (?)".into(),
                 params: vec![Value::Text(format!("batch {i}"))],
             })
-            .collect(),
+            .collect::<Vec<_>>()
+            .into(),
     });
     assert!(matches!(o.result, Ok(Reply::Batch(ref r)) if r.len() == 100));
 

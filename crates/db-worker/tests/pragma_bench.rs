@@ -9,7 +9,9 @@
 
 use sqlite_tabs_db_worker::engine::{EngineOptions, JournalMode};
 use sqlite_tabs_db_worker::worker::open_database;
-use sqlite_tabs_protocol::{ClientId, OpenParams, Request, RequestId, Statement, Value};
+use sqlite_tabs_protocol::{
+    ClientId, OpenParams, Request, RequestId, Statement, Statements, Value,
+};
 use std::sync::Arc;
 use wasm_bindgen_test::*;
 
@@ -118,14 +120,16 @@ async fn journal_and_locking_modes() {
                 }
                 autocommit_ms.push(now() - t0);
             }
-            // One shared text, as a decoded batch() has it.
+            // Encoded, as the worker receives a batch() (it reads the
+            // statements from the message while it runs them).
             let sql: Arc<str> = format!("INSERT INTO b{round}(a, b) VALUES (?, ?)").into();
-            let statements: Vec<Statement> = (0..100_000)
+            let statements: Statements = (0..100_000)
                 .map(|i| Statement {
                     sql: sql.clone(),
                     params: vec![Value::Text(format!("batch row {i}")), Value::Integer(i)],
                 })
-                .collect();
+                .collect::<Vec<_>>()
+                .into();
             // Each W2 run starts with an empty WAL, as on the fresh databases
             // of native rusqlite and the peers: otherwise whichever commit
             // crosses the auto-checkpoint threshold pays for the pages of
@@ -178,9 +182,14 @@ async fn journal_and_locking_modes() {
                 params: vec![Value::Text(format!("row {i}")), Value::Integer(i)],
             })
             .collect();
-        e.execute(id(), Request::Batch { statements: rows })
-            .result
-            .unwrap();
+        e.execute(
+            id(),
+            Request::Batch {
+                statements: rows.into(),
+            },
+        )
+        .result
+        .unwrap();
         // Engine and rusqlite alternate, after one unrecorded round of each:
         // the first run of a code path pays V8's compilation of it, which
         // would otherwise fall on whichever ran first.

@@ -115,7 +115,8 @@ mod tests {
                 statements: vec![Statement {
                     sql: "INSERT INTO t VALUES (?)".into(),
                     params,
-                }],
+                }]
+                .into(),
             },
             Request::Begin,
             Request::Commit { tx: TxId(1) },

@@ -1,85 +1,18 @@
-//! Wire forms of the two large sequences of a `batch()`: its statements and
-//! its results. A batch is typically thousands of runs of one statement, so
-//! the SQL text is sent once per run of equal texts rather than once per
-//! statement, and results are sent as runs of equal `changes` with evenly
-//! spaced rowids (one run for a plain bulk insert). Both shrink the message,
-//! the log row that keeps the reply for an exactly-once re-send, and the
-//! allocations on either side.
+//! Wire form of the results of a `batch()` (its statements are in
+//! `statements.rs`): runs of equal `changes` with evenly spaced rowids (one
+//! run for a plain bulk insert). It shrinks the message, the log row that
+//! keeps the reply for an exactly-once re-send, and the allocations on either
+//! side.
 
-use std::sync::Arc;
-
-use serde::de::{Deserializer, Error as _, SeqAccess, Visitor};
+use serde::de::{Deserializer, Error as _};
 use serde::ser::{SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
 
-use crate::{RunResult, Statement, Value, MAX_MESSAGE_BYTES};
+use crate::{RunResult, MAX_MESSAGE_BYTES};
 
 /// No batch has more statements than its request had bytes, so a reply
 /// claiming more results is malformed (and must not allocate them).
 const MAX_BATCH_RESULTS: u64 = MAX_MESSAGE_BYTES as u64;
-
-/// `#[serde(with)]` module for `Vec<Statement>`.
-pub mod statements {
-    use super::*;
-
-    /// One statement on the wire: its SQL only when it differs from the
-    /// previous statement's.
-    #[derive(Serialize)]
-    struct Out<'a> {
-        sql: Option<&'a str>,
-        params: &'a [Value],
-    }
-
-    #[derive(Deserialize)]
-    struct In {
-        sql: Option<String>,
-        params: Vec<Value>,
-    }
-
-    /// Writes each statement's SQL only where it changes.
-    pub fn serialize<S: Serializer>(stmts: &[Statement], s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(stmts.len()))?;
-        let mut prev: Option<&Arc<str>> = None;
-        for st in stmts {
-            let same = prev.is_some_and(|p| Arc::ptr_eq(p, &st.sql) || **p == *st.sql);
-            seq.serialize_element(&Out {
-                sql: (!same).then_some(&*st.sql),
-                params: &st.params,
-            })?;
-            prev = Some(&st.sql);
-        }
-        seq.end()
-    }
-
-    /// Reads statements, sharing one allocation per run of equal SQL.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Statement>, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Vec<Statement>;
-            fn expecting(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
-                f.write_str("a sequence of statements")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                // A hostile length must not reserve gigabytes up front.
-                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-                let mut prev: Option<Arc<str>> = None;
-                while let Some(In { sql, params }) = seq.next_element()? {
-                    let sql = match (sql, &prev) {
-                        (Some(text), _) => Arc::<str>::from(text),
-                        (None, Some(p)) => p.clone(),
-                        (None, None) => {
-                            return Err(A::Error::custom("first statement without SQL"))
-                        }
-                    };
-                    prev = Some(sql.clone());
-                    out.push(Statement { sql, params });
-                }
-                Ok(out)
-            }
-        }
-        d.deserialize_seq(V)
-    }
-}
 
 /// `#[serde(with)]` module for `Vec<RunResult>`.
 pub mod run_results {
@@ -164,7 +97,7 @@ pub mod run_results {
 
 #[cfg(test)]
 mod tests {
-    use crate::{decode, encode, Reply, Request, RunResult, Statement, Value};
+    use crate::{decode, encode, Reply, RunResult};
 
     fn r(changes: u64, last_insert_rowid: i64) -> RunResult {
         RunResult {
@@ -201,38 +134,6 @@ mod tests {
     fn a_bulk_insert_is_a_few_bytes() {
         let reply = Reply::Batch((1..=100_000).map(|i| r(1, i)).collect());
         assert!(encode(&reply).len() < 16, "{}", encode(&reply).len());
-    }
-
-    #[test]
-    fn repeated_sql_is_sent_once_and_shared() {
-        let stmts: Vec<Statement> = (0..1000)
-            .map(|i| Statement {
-                sql: if i % 500 == 0 { "INSERT A" } else { "INSERT B" }.into(),
-                params: vec![Value::Integer(i)],
-            })
-            .collect();
-        let request = Request::Batch {
-            statements: stmts.clone(),
-        };
-        let bytes = encode(&request);
-        assert!(bytes.len() < 1000 * 6, "{}", bytes.len());
-        let Request::Batch { statements } = decode::<Request>(&bytes).unwrap() else {
-            panic!("not a batch");
-        };
-        assert_eq!(statements, stmts);
-        assert!(std::sync::Arc::ptr_eq(
-            &statements[1].sql,
-            &statements[2].sql
-        ));
-    }
-
-    #[test]
-    fn a_batch_starting_without_sql_is_malformed() {
-        // Variant Batch, one statement, sql None, no params.
-        let batch_variant = postcard::to_allocvec(&Request::Batch { statements: vec![] }).unwrap();
-        let mut bytes = batch_variant[..batch_variant.len() - 1].to_vec();
-        bytes.extend([1, 0, 0]);
-        assert!(decode::<Request>(&bytes).is_err());
     }
 
     #[test]

@@ -5,16 +5,15 @@
 //! and sent as a transferred `ArrayBuffer`; [`decode`] turns bytes back into a
 //! message or a typed [`DecodeError`], never a panic.
 
-mod borrowed;
 mod codec;
 mod codes;
 mod compact;
 mod error;
 mod message;
 pub mod names;
+mod statements;
 mod value;
 
-pub use borrowed::{encode_batch_request, StatementRef, ValueRef};
 pub use codec::{decode, encode, peek_request_id, DecodeError, MAX_MESSAGE_BYTES};
 pub use codes::result_code_name;
 pub use error::{Error, ErrorCode};
@@ -23,4 +22,5 @@ pub use message::{
     Request, RequestEnvelope, RequestId, Rows, RunResult, Statement, Storage, ToRouter, ToWorker,
     TxId,
 };
+pub use statements::{Cursor, StatementRef, Statements, ValueRef};
 pub use value::Value;

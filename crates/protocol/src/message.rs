@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Value};
+use crate::{Error, Statements, Value};
 
 /// Identifies one client (one `open()` call in one tab) for the lifetime of
 /// that client; random, so ids of different tabs and page loads do not clash.
@@ -64,8 +64,7 @@ pub enum Request {
     /// Run several statements atomically: all of them or none.
     Batch {
         /// The statements, in order.
-        #[serde(with = "crate::compact::statements")]
-        statements: Vec<Statement>,
+        statements: Statements,
     },
     /// Start an interactive transaction; other requests wait until it ends.
     Begin,
