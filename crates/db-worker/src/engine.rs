@@ -538,6 +538,9 @@ impl Engine {
                 tx: None,
             } => self.single(id, &sql, &params, false),
             Request::Batch { statements } => self.batch(id, &statements),
+            Request::BatchPart { .. } | Request::CancelBatch => Outcome::reply(Err(
+                Error::internal("batch parts run through the scheduler"),
+            )),
             Request::Begin => Outcome::reply(self.begin()),
             Request::Commit { tx } => self.commit(id, tx),
             Request::Rollback { tx } => Outcome::reply(self.rollback(tx)),
@@ -722,7 +725,9 @@ impl Engine {
             let result = match request {
                 Request::Run { sql, params, .. } => self.run_one(sql, params, false, &mut tables),
                 Request::Query { sql, params, .. } => self.run_one(sql, params, true, &mut tables),
-                Request::Batch { statements } => self.batch_body(statements, &mut tables),
+                Request::Batch { statements } => self
+                    .batch_body(statements, 0, &mut tables)
+                    .map(Reply::Batch),
                 _ => Err(Error::internal("not a groupable request")),
             }
             .and_then(|reply| {
@@ -902,20 +907,24 @@ impl Engine {
     }
 
     fn batch(&mut self, id: RequestId, statements: &Statements) -> Outcome {
-        self.write(id, |e, writes| e.batch_body(statements, writes))
+        self.write(id, |e, writes| {
+            e.batch_body(statements, 0, writes).map(Reply::Batch)
+        })
     }
 
     /// Runs the statements of a batch as they are read from the message. A
     /// batch repeats one statement more often than not: each run of the same
     /// SQL is analysed, looked up and its tables noted once, not once per
-    /// row. A failure names the statement's place in the batch.
+    /// row. A failure names the statement's place in the batch, counting
+    /// `before` statements before these (earlier parts).
     fn batch_body(
         &mut self,
         statements: &Statements,
+        before: usize,
         writes: &mut BTreeSet<String>,
-    ) -> SqlResult<Reply> {
+    ) -> SqlResult<Vec<RunResult>> {
         let numbered = |n: usize, mut err: Error| {
-            err.message = format!("batch statement {n}: {}", err.message);
+            err.message = format!("batch statement {}: {}", before + n, err.message);
             err
         };
         let mut results = Vec::with_capacity(statements.len());
@@ -950,7 +959,7 @@ impl Engine {
                 self.note_schema_change();
             }
         }
-        Ok(Reply::Batch(results))
+        Ok(results)
     }
 
     /// Runs every statement of a script. `before_write` is called once, just
@@ -1080,6 +1089,12 @@ impl Engine {
     }
 
     fn commit(&mut self, id: RequestId, tx: TxId) -> Outcome {
+        self.commit_with(id, tx, Reply::Done)
+    }
+
+    /// Commits the interactive transaction `tx`, logging `reply` as the
+    /// answer to request `id`.
+    fn commit_with(&mut self, id: RequestId, tx: TxId, reply: Reply) -> Outcome {
         if let Err(e) = self.check_tx(tx) {
             // A commit re-sent after a failover: it may have landed before.
             return match self.applied(id) {
@@ -1088,9 +1103,9 @@ impl Engine {
             };
         }
         let writes = self.tx.take().map(|t| t.writes).unwrap_or_default();
-        match self.commit_logged(id, &writes, &Reply::Done) {
+        match self.commit_logged(id, &writes, &reply) {
             Ok(change) => Outcome {
-                result: Ok(Reply::Done),
+                result: Ok(reply),
                 change: Some(change),
             },
             Err(e) => {
@@ -1101,6 +1116,44 @@ impl Engine {
                 }))
             }
         }
+    }
+
+    /// The stored answer to write request `id` if it was applied (for a
+    /// batch in parts sent again after it committed).
+    pub fn applied_reply(&self, id: RequestId) -> SqlResult<Option<Reply>> {
+        self.applied(id)
+    }
+
+    /// Opens the transaction a batch in parts runs in (see
+    /// [`Request::BatchPart`]).
+    pub fn begin_parts(&mut self) -> SqlResult<TxId> {
+        match self.begin()? {
+            Reply::Began(tx) => Ok(tx),
+            other => Err(Error::internal(format!("BEGIN answered {other:?}"))),
+        }
+    }
+
+    /// Runs one part of a batch in its transaction `tx`; `before` statements
+    /// ran in the parts before it. On failure the transaction is left open
+    /// for the caller to abort (SQLite may have ended it already).
+    pub fn run_part(
+        &mut self,
+        tx: TxId,
+        statements: &Statements,
+        before: usize,
+    ) -> SqlResult<Vec<RunResult>> {
+        let mut results = Vec::new();
+        self.in_tx(tx, |e, writes| {
+            results = e.batch_body(statements, before, writes)?;
+            Ok(Reply::Done)
+        })?;
+        Ok(results)
+    }
+
+    /// Commits the transaction of batch `id` sent in parts, logging its
+    /// results as its answer.
+    pub fn commit_parts(&mut self, id: RequestId, tx: TxId, results: Vec<RunResult>) -> Outcome {
+        self.commit_with(id, tx, Reply::Batch(results))
     }
 
     fn rollback(&mut self, tx: TxId) -> SqlResult<Reply> {

@@ -8,7 +8,8 @@
 use std::collections::{HashMap, VecDeque};
 
 use sqlite_tabs_protocol::{
-    ChangeEvent, ClientId, Error, Reply, Request, RequestEnvelope, RequestId, TxId,
+    ChangeEvent, ClientId, Error, Reply, Request, RequestEnvelope, RequestId, RunResult,
+    Statements, TxId,
 };
 
 use crate::engine::{Engine, Outcome};
@@ -41,6 +42,17 @@ struct Lease {
     tx: TxId,
     holder: ClientId,
     deadline: f64,
+    /// Set when the transaction is that of a batch sent in parts.
+    parts: Option<Parts>,
+}
+
+/// A batch arriving in parts (see [`Request::BatchPart`]).
+struct Parts {
+    id: RequestId,
+    /// Index of the part to run next.
+    next: u32,
+    /// Results of the parts run so far.
+    results: Vec<RunResult>,
 }
 
 /// Runs requests on an [`Engine`] in a safe order.
@@ -207,6 +219,18 @@ impl Scheduler {
     }
 
     fn run_or_queue(&mut self, envelope: RequestEnvelope, now: f64, out: &mut Output) {
+        let envelope = match envelope.request {
+            Request::BatchPart {
+                index,
+                last,
+                statements,
+            } => return self.run_part(envelope.id, index, last, statements, now, out),
+            Request::CancelBatch => return self.cancel_batch(envelope.id),
+            request => RequestEnvelope {
+                id: envelope.id,
+                request,
+            },
+        };
         if let Some(answer) = self.answered(&envelope) {
             if let Some(lease) = &mut self.lease {
                 if lease.holder == envelope.id.client {
@@ -240,6 +264,7 @@ impl Scheduler {
                         tx: *tx,
                         holder: envelope.id.client,
                         deadline: now + self.lease_ms,
+                        parts: None,
                     });
                     if self.began.len() == BEGINS_KEPT {
                         self.began.pop_front();
@@ -251,9 +276,153 @@ impl Scheduler {
         }
     }
 
+    /// Runs part `index` of batch `id`: opens the batch's transaction at
+    /// the first part, commits it at the last, and queues the part while
+    /// another transaction is open.
+    fn run_part(
+        &mut self,
+        id: RequestId,
+        index: u32,
+        last: bool,
+        statements: Statements,
+        now: f64,
+        out: &mut Output,
+    ) {
+        let mine = matches!(&self.lease, Some(Lease { parts: Some(p), .. }) if p.id == id);
+        if self.lease.is_some() && !mine {
+            self.waiting.push_back(RequestEnvelope {
+                id,
+                request: Request::BatchPart {
+                    index,
+                    last,
+                    statements,
+                },
+            });
+            return;
+        }
+        if !mine {
+            // No batch of this id is open: this starts it, or the batch has
+            // ended (committed, failed or expired) and this was sent again.
+            let applied = match self.engine.applied_reply(id) {
+                Ok(applied) => applied,
+                Err(e) => return out.replies.push((id, Err(e), None)),
+            };
+            if index != 0 || applied.is_some() {
+                if last {
+                    let answer = applied.ok_or_else(|| {
+                        Error::bad_request(
+                            "the batch's transaction ended before its last part arrived \
+                             (its tab went quiet for too long, or a part failed); \
+                             nothing was written",
+                        )
+                    });
+                    out.replies.push((id, answer, None));
+                }
+                return;
+            }
+            match self.engine.begin_parts() {
+                Ok(tx) => {
+                    self.lease = Some(Lease {
+                        tx,
+                        holder: id.client,
+                        deadline: now + self.lease_ms,
+                        parts: Some(Parts {
+                            id,
+                            next: 0,
+                            results: Vec::new(),
+                        }),
+                    })
+                }
+                Err(e) => return out.replies.push((id, Err(e), None)),
+            }
+        }
+        let Some(Lease {
+            tx,
+            deadline,
+            parts: Some(parts),
+            ..
+        }) = &mut self.lease
+        else {
+            return;
+        };
+        let tx = *tx;
+        if index < parts.next {
+            // Sent again (the router restarted) after it ran.
+            return;
+        }
+        if index > parts.next {
+            let expected = parts.next;
+            self.end_lease();
+            self.engine.abort_tx(tx);
+            let e = Error::bad_request(format!(
+                "batch part {index} arrived before part {expected}; the batch was rolled back, \
+                 nothing was written"
+            ));
+            return out.replies.push((id, Err(e), None));
+        }
+        *deadline = now + self.lease_ms;
+        let before = parts.results.len();
+        match self.engine.run_part(tx, &statements, before) {
+            Ok(results) => {
+                let Some(Lease {
+                    parts: Some(parts), ..
+                }) = &mut self.lease
+                else {
+                    return;
+                };
+                parts.results.extend(results);
+                parts.next += 1;
+                if last {
+                    let results = std::mem::take(&mut parts.results);
+                    self.end_lease();
+                    let outcome = self.engine.commit_parts(id, tx, results);
+                    out.push(id, outcome);
+                }
+            }
+            Err(e) => {
+                self.end_lease();
+                self.engine.abort_tx(tx);
+                out.replies.push((id, Err(e), None));
+            }
+        }
+    }
+
+    /// Rolls back batch `id`'s parts, run or queued.
+    fn cancel_batch(&mut self, id: RequestId) {
+        self.waiting
+            .retain(|e| !(e.id == id && matches!(e.request, Request::BatchPart { .. })));
+        if let Some(Lease {
+            tx,
+            parts: Some(parts),
+            ..
+        }) = &self.lease
+        {
+            if parts.id == id {
+                let tx = *tx;
+                self.end_lease();
+                self.engine.abort_tx(tx);
+            }
+        }
+    }
+
+    /// Runs queued requests while no transaction is open, and the queued
+    /// parts of a batch whose transaction is.
     fn drain(&mut self, now: f64, out: &mut Output) {
-        while self.lease.is_none() {
-            let Some(next) = self.waiting.pop_front() else {
+        loop {
+            let next = match &self.lease {
+                None => self.waiting.pop_front(),
+                Some(Lease {
+                    parts: Some(parts), ..
+                }) => {
+                    let id = parts.id;
+                    self.waiting
+                        .iter()
+                        .position(|e| e.id == id)
+                        .and_then(|i| self.waiting.remove(i))
+                }
+                Some(_) => None,
+            };
+            let Some(next) = next else {
                 break;
             };
             self.run_or_queue(next, now, out);

@@ -988,3 +988,191 @@ fn the_wal_is_checkpointed_when_the_worker_asks_not_inside_the_commit() {
     );
     assert_eq!(db.count("big"), 1300);
 }
+
+/// Part `index` of a batch of inserts into `t` (values `xs`).
+fn part(index: u32, last: bool, xs: &[i64]) -> Request {
+    Request::BatchPart {
+        index,
+        last,
+        statements: xs
+            .iter()
+            .map(|&x| Statement {
+                sql: "INSERT INTO t VALUES (?)".into(),
+                params: vec![Value::Integer(x)],
+            })
+            .collect::<Vec<_>>()
+            .into(),
+    }
+}
+
+#[test]
+fn a_batch_in_parts_commits_once_at_its_last_part_and_others_wait() {
+    let (mut s, _dir) = scheduler();
+    assert!(s
+        .submit(envelope(1, 7, part(0, false, &[1, 2])), 0.0)
+        .replies
+        .is_empty());
+    // Another client's write and read wait for the batch: neither may see
+    // or interleave with half of it.
+    assert!(s
+        .submit(envelope(2, 1, insert(None, 100)), 1.0)
+        .replies
+        .is_empty());
+    assert!(s
+        .submit(
+            envelope(
+                2,
+                2,
+                Request::Query {
+                    sql: "SELECT count(*) FROM t".into(),
+                    params: vec![],
+                    tx: None,
+                },
+            ),
+            1.0,
+        )
+        .replies
+        .is_empty());
+    assert_eq!(s.waiting(), 2);
+    assert!(s
+        .submit(envelope(1, 7, part(1, false, &[3])), 2.0)
+        .replies
+        .is_empty());
+    let out = s.submit(envelope(1, 7, part(2, true, &[4, 5])), 3.0);
+    // The batch's answer, then the waiting write and read.
+    assert_eq!(out.replies.len(), 3);
+    assert_eq!(out.replies[0].0.seq, 7);
+    match &out.replies[0].1 {
+        Ok(Reply::Batch(results)) => {
+            let rowids: Vec<i64> = results.iter().map(|r| r.last_insert_rowid).collect();
+            assert_eq!(rowids, [1, 2, 3, 4, 5]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(out.replies[0].2.is_some(), "one commit for the batch");
+    match &out.replies[2].1 {
+        Ok(Reply::Rows(rows)) => assert_eq!(rows.values, [Value::Integer(6)]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(out.changes.len(), 2);
+    assert_eq!(rows_of_t(&s), [1, 2, 3, 4, 5, 100]);
+    assert_eq!(s.next_deadline(), None);
+}
+
+#[test]
+fn a_failing_part_rolls_back_the_whole_batch_naming_its_statement() {
+    let (mut s, _dir) = scheduler();
+    s.submit(envelope(1, 1, part(0, false, &[1, 2])), 0.0);
+    s.submit(envelope(2, 1, insert(None, 100)), 0.5);
+    let bad = Request::BatchPart {
+        index: 1,
+        last: false,
+        statements: vec![Statement {
+            sql: "INSERT INTO nope VALUES (?)".into(),
+            params: vec![Value::Integer(3)],
+        }]
+        .into(),
+    };
+    let out = s.submit(envelope(1, 1, bad), 1.0);
+    // The batch fails at its third statement, then the waiting write runs.
+    assert_eq!(out.replies.len(), 2);
+    let e = out.replies[0].1.as_ref().unwrap_err();
+    assert!(e.message.contains("batch statement 3"), "{e:?}");
+    // Its later parts change nothing; the last one is answered with an error.
+    assert!(s
+        .submit(envelope(1, 1, part(2, false, &[4])), 2.0)
+        .replies
+        .is_empty());
+    let out = s.submit(envelope(1, 1, part(3, true, &[5])), 3.0);
+    assert_eq!(
+        out.replies[0].1.as_ref().unwrap_err().code,
+        ErrorCode::BadRequest
+    );
+    assert_eq!(rows_of_t(&s), [100]);
+}
+
+#[test]
+fn batch_parts_sent_again_run_once() {
+    // The router restarted mid-batch: the client sends every part again on
+    // its new port; some of the first copies had arrived.
+    let (mut s, _dir) = scheduler();
+    s.submit(envelope(1, 1, part(0, false, &[1])), 0.0);
+    s.submit(envelope(1, 1, part(1, false, &[2])), 0.0);
+    s.submit(envelope(1, 1, part(0, false, &[1])), 1.0);
+    s.submit(envelope(1, 1, part(1, false, &[2])), 1.0);
+    let out = s.submit(envelope(1, 1, part(2, true, &[3])), 1.0);
+    let first = out.replies[0].1.clone();
+    assert!(
+        matches!(&first, Ok(Reply::Batch(r)) if r.len() == 3),
+        "{first:?}"
+    );
+    // And after it committed: nothing runs again, the last part gets the
+    // same answer.
+    assert!(s
+        .submit(envelope(1, 1, part(0, false, &[1])), 2.0)
+        .replies
+        .is_empty());
+    assert_eq!(s.next_deadline(), None, "no new transaction opened");
+    assert!(s
+        .submit(envelope(1, 1, part(1, false, &[2])), 2.0)
+        .replies
+        .is_empty());
+    let again = s.submit(envelope(1, 1, part(2, true, &[3])), 2.0);
+    assert_eq!(again.replies[0].1, first);
+    assert_eq!(again.changes.len(), 0);
+    assert_eq!(rows_of_t(&s), [1, 2, 3]);
+}
+
+#[test]
+fn a_batch_missing_a_part_or_its_tab_leaves_nothing() {
+    let (mut s, _dir) = scheduler();
+    // A part skipped.
+    s.submit(envelope(1, 1, part(0, false, &[1])), 0.0);
+    let out = s.submit(envelope(1, 1, part(2, true, &[3])), 1.0);
+    let e = out.replies[0].1.as_ref().unwrap_err();
+    assert!(e.message.contains("part 2 arrived before part 1"), "{e:?}");
+    // Its tab goes quiet: the lease expires, the waiting write runs.
+    s.submit(envelope(2, 1, part(0, false, &[10])), 2.0);
+    s.submit(envelope(3, 1, insert(None, 30)), 2.5);
+    assert_eq!(s.next_deadline(), Some(1002.0));
+    let out = s.on_timer(1002.0);
+    assert_eq!(out.replies.len(), 1);
+    assert_eq!(out.replies[0].0.client, ClientId(3));
+    let late = s.submit(envelope(2, 1, part(1, true, &[11])), 1100.0);
+    assert_eq!(
+        late.replies[0].1.as_ref().unwrap_err().code,
+        ErrorCode::BadRequest
+    );
+    // Its tab goes away.
+    s.submit(envelope(4, 1, part(0, false, &[40])), 1200.0);
+    s.client_gone(ClientId(4), 1201.0);
+    assert_eq!(s.next_deadline(), None);
+    // Its tab cancels it, once while it runs and once while it waits.
+    s.submit(envelope(5, 1, part(0, false, &[50])), 1300.0);
+    s.submit(envelope(6, 1, part(0, false, &[60])), 1300.0);
+    s.submit(envelope(7, 1, insert(None, 70)), 1300.0);
+    let out = s.submit(envelope(6, 1, Request::CancelBatch), 1301.0);
+    assert!(out.replies.is_empty());
+    let out = s.submit(envelope(5, 1, Request::CancelBatch), 1302.0);
+    assert_eq!(out.replies.len(), 1, "the waiting insert runs");
+    assert_eq!(s.waiting(), 0);
+    assert_eq!(s.next_deadline(), None);
+    assert_eq!(rows_of_t(&s), [30, 70]);
+    assert!(s.engine().connection().is_autocommit());
+}
+
+#[test]
+fn queued_parts_of_a_batch_follow_its_first_part() {
+    // A batch whose parts all arrive while another transaction is open: once
+    // that ends, its first part opens the batch's transaction and the rest
+    // follow it out of the queue, ahead of requests queued between them.
+    let (mut s, _dir) = scheduler();
+    let tx = began(&s.submit(envelope(1, 1, Request::Begin), 0.0));
+    s.submit(envelope(2, 1, part(0, false, &[1])), 1.0);
+    s.submit(envelope(3, 1, insert(None, 30)), 1.0);
+    s.submit(envelope(2, 1, part(1, true, &[2])), 1.0);
+    let out = s.submit(envelope(1, 2, Request::Commit { tx }), 2.0);
+    let order: Vec<u64> = out.replies.iter().map(|r| r.0.client.0).collect();
+    assert_eq!(order, [1, 2, 3]);
+    assert_eq!(rows_of_t(&s), [1, 2, 30]);
+}

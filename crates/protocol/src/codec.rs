@@ -125,6 +125,16 @@ mod tests {
             Request::Tables {
                 sql: "SELECT * FROM t".into(),
             },
+            Request::BatchPart {
+                index: 3,
+                last: true,
+                statements: vec![Statement {
+                    sql: "INSERT INTO t VALUES (1)".into(),
+                    params: vec![],
+                }]
+                .into(),
+            },
+            Request::CancelBatch,
         ];
         for (n, request) in requests.into_iter().enumerate() {
             roundtrip(ToWorker::Request(RequestEnvelope {

@@ -90,6 +90,26 @@ pub enum Request {
         /// Exactly one statement.
         sql: String,
     },
+    /// One of the messages of a batch sent in parts, all under the batch's
+    /// request id: the client sends a large batch as it packs it, so that
+    /// the worker starts on the first statements while the page still packs
+    /// the rest. The parts run in order in one transaction, during which
+    /// every other request waits (as for an interactive transaction); the
+    /// `last` part commits it and is answered with the results of the whole
+    /// batch, numbered across all parts. A part sent again (same index) is
+    /// ignored; a part that skips one fails the batch, leaving nothing.
+    BatchPart {
+        /// 0 for the first part, then 1, 2, ...
+        index: u32,
+        /// Whether this part ends the batch.
+        last: bool,
+        /// The part's statements, in order.
+        statements: Statements,
+    },
+    /// The batch with this request id, sent in parts, will not be finished
+    /// (the client found a bad statement in a part it had not sent yet):
+    /// roll back what its parts did. Not answered.
+    CancelBatch,
 }
 
 impl Request {
@@ -99,6 +119,8 @@ impl Request {
             Request::Exec { tx, .. } | Request::Query { tx, .. } | Request::Run { tx, .. } => *tx,
             Request::Commit { tx } | Request::Rollback { tx } => Some(*tx),
             Request::Batch { .. }
+            | Request::BatchPart { .. }
+            | Request::CancelBatch
             | Request::Begin
             | Request::ChangesSince { .. }
             | Request::Tables { .. } => None,
