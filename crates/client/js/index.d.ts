@@ -99,7 +99,9 @@ export declare class Database {
   /**
    * Runs the statements atomically: all of them or none. Consecutive
    * statements with the same SQL text are prepared once and only bound and
-   * run for each: keep equal statements together.
+   * run for each: keep equal statements together. More than 8,192
+   * statements are sent in parts as they are packed (still one
+   * transaction), so the database starts on them sooner.
    */
   batch(statements: { sql: string; params?: Value[] }[]): Promise<RunResult[]>;
   /**

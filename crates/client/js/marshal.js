@@ -9,12 +9,13 @@
 // travels as itself in `others` so Rust can convert it or name its type.
 
 /**
- * Packs `[{ sql, params? }, ...]`. Returns `{ bad, reason }` for the first
- * malformed statement (1-based), else the packed columns. `sqls` holds one
- * entry per run of the same SQL string (`sqlRuns[i]` statements long).
+ * Packs `statements[start..end]` of `[{ sql, params? }, ...]`. Returns
+ * `{ bad, reason }` for the first malformed statement (its 1-based place in
+ * the whole array), else the packed columns. `sqls` holds one entry per run
+ * of the same SQL string (`sqlRuns[i]` statements long).
  */
-export function packStatements(statements) {
-  const n = statements.length;
+export function packStatements(statements, start, end) {
+  const n = end - start;
   const sqls = [];
   const sqlRuns = [];
   const counts = new Uint32Array(n);
@@ -26,9 +27,9 @@ export function packStatements(statements) {
   const others = [];
   let prev;
   for (let i = 0; i < n; i++) {
-    const s = statements[i];
+    const s = statements[start + i];
     const sql = s == null ? undefined : s.sql;
-    if (typeof sql !== 'string') return { bad: i + 1, reason: 'sql' };
+    if (typeof sql !== 'string') return { bad: start + i + 1, reason: 'sql' };
     if (sql === prev) {
       sqlRuns[sqlRuns.length - 1]++;
     } else {
@@ -38,7 +39,7 @@ export function packStatements(statements) {
     }
     const params = s.params;
     if (params == null) continue;
-    if (!Array.isArray(params)) return { bad: i + 1, reason: 'params' };
+    if (!Array.isArray(params)) return { bad: start + i + 1, reason: 'params' };
     const m = params.length;
     counts[i] = m;
     if (nTags + m > tags.length) {

@@ -2,7 +2,7 @@
 
 use js_sys::{Array, ArrayBuffer, Float64Array, Object, Reflect, Uint32Array, Uint8Array};
 use sqlite_tabs_protocol::{
-    Error, Request, Rows, RunResult, Statement, StatementRef, Statements, Value, ValueRef,
+    Error, Rows, RunResult, Statement, StatementRef, Statements, Value, ValueRef,
 };
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
@@ -12,7 +12,7 @@ use wasm_bindgen::{JsCast, JsValue};
 #[wasm_bindgen(raw_module = "./marshal.js")]
 extern "C" {
     #[wasm_bindgen(js_name = packStatements)]
-    fn pack_statements(statements: &JsValue) -> Object;
+    fn pack_statements(statements: &JsValue, start: u32, end: u32) -> Object;
     #[wasm_bindgen(js_name = unpackRows)]
     fn unpack_rows(
         columns: &Array,
@@ -153,13 +153,18 @@ struct Packed {
     others: Array,
 }
 
-fn pack(stmts: &JsValue) -> Result<Packed, Error> {
+/// The number of statements of a `batch()` call's argument.
+pub fn batch_len(stmts: &JsValue) -> Result<u32, Error> {
     if !Array::is_array(stmts) {
         return Err(Error::bad_request(
             "batch() takes an array of { sql, params } objects",
         ));
     }
-    let packed = pack_statements(stmts);
+    Ok(Array::from(stmts).length())
+}
+
+fn pack(stmts: &JsValue, start: u32, end: u32) -> Result<Packed, Error> {
+    let packed = pack_statements(stmts, start, end);
     let field = |name: &str| Reflect::get(&packed, &name.into()).unwrap_or(JsValue::UNDEFINED);
     if let Some(bad) = field("bad").as_f64() {
         return Err(Error::bad_request(
@@ -185,17 +190,16 @@ fn pack(stmts: &JsValue) -> Result<Packed, Error> {
     })
 }
 
-/// The request of a `batch()` call (`[{ sql, params? }, ...]`): the
-/// statements are read in bulk and encoded from slices of the packed
-/// buffers, without a parameter vector or a string per statement.
-pub fn batch_request(stmts: &JsValue) -> Result<Request, Error> {
-    let p = pack(stmts)?;
+/// Statements `start..end` of a `batch()` call's argument (an array of `{
+/// sql, params? }`, see [`batch_len`]): read in bulk and encoded from slices
+/// of the packed buffers, without a parameter vector or a string per
+/// statement. Errors name a statement by its place in the whole array.
+pub fn batch_statements(stmts: &JsValue, start: u32, end: u32) -> Result<Statements, Error> {
+    let p = pack(stmts, start, end)?;
     let Some(text_ends) = utf16_ends(&p.text, &p.lens) else {
         // The joined text paired a lone high surrogate with the next
         // string's low one; per-statement conversion handles that.
-        return Ok(Request::Batch {
-            statements: to_statements_one_by_one(stmts)?.into(),
-        });
+        return to_statements_one_by_one(stmts, start, end).map(Statements::from);
     };
     let malformed = || Error::internal("packed batch is shorter than its counts");
     // Values that are neither numbers nor strings are converted first:
@@ -208,7 +212,8 @@ pub fn batch_request(stmts: &JsValue) -> Result<Request, Error> {
                 if *tags.next().ok_or_else(malformed)? == TAG_OTHER {
                     let v = p.others.get(others.len() as u32);
                     others.push(to_value(&v, j).map_err(|mut e| {
-                        e.message = format!("batch statement {}: {}", i + 1, e.message);
+                        let n = start as usize + i + 1;
+                        e.message = format!("batch statement {n}: {}", e.message);
                         e
                     })?);
                 }
@@ -252,9 +257,7 @@ pub fn batch_request(stmts: &JsValue) -> Result<Request, Error> {
         });
         at = end;
     }
-    Ok(Request::Batch {
-        statements: Statements::encode(&statements),
-    })
+    Ok(Statements::encode(&statements))
 }
 
 /// Byte offsets in `text` where each of its consecutive strings of `lens`
@@ -285,13 +288,17 @@ fn utf16_ends(text: &str, lens: &[u32]) -> Option<Vec<usize>> {
     Some(out)
 }
 
-/// The statements of a batch, reading each value across the JS boundary on
-/// its own.
-fn to_statements_one_by_one(stmts: &JsValue) -> Result<Vec<Statement>, Error> {
+/// Statements `start..end` of a batch, reading each value across the JS
+/// boundary on its own.
+fn to_statements_one_by_one(
+    stmts: &JsValue,
+    start: u32,
+    end: u32,
+) -> Result<Vec<Statement>, Error> {
     let (sql_key, params_key) = (JsValue::from_str("sql"), JsValue::from_str("params"));
-    Array::from(stmts)
-        .iter()
-        .enumerate()
+    let stmts = Array::from(stmts);
+    (start..end)
+        .map(|i| (i as usize, stmts.get(i)))
         .map(|(i, s)| {
             let field = |key: &JsValue| Reflect::get(&s, key).unwrap_or(JsValue::UNDEFINED);
             let sql = field(&sql_key).as_string().ok_or_else(|| {

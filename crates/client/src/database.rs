@@ -21,13 +21,17 @@ use web_sys::{
 };
 
 use crate::convert::{
-    batch_request, rows_to_objects, rows_to_raw, run_result, run_results, to_js_error, to_params,
-    to_sql,
+    batch_len, batch_statements, rows_to_objects, rows_to_raw, run_result, run_results,
+    to_js_error, to_params, to_sql,
 };
 use crate::locks::{self, Held};
 use crate::seq::SeqTracker;
 
 const DEFAULT_TIMEOUT_MS: u32 = 30_000;
+/// Statements per message of a larger `batch()`: small enough that the
+/// worker starts within about a millisecond of packing, large enough that
+/// the cost per message stays negligible.
+const BATCH_PART: u32 = 8192;
 /// Opening may wait up to 10 s for a previous owner to release the files.
 const DEFAULT_OPEN_TIMEOUT_MS: u32 = 20_000;
 const CLOSE_TIMEOUT_MS: u32 = 2_000;
@@ -61,9 +65,10 @@ struct Watch {
 }
 
 struct Pending {
-    /// The encoded `ToWorker::Request`, kept to send again to a new leader.
-    /// Encoded once: a large batch is neither cloned nor encoded twice.
-    message: Vec<u8>,
+    /// The encoded `ToWorker::Request` (several for a batch sent in parts),
+    /// kept to send again to a new leader. Encoded once: a large batch is
+    /// neither cloned nor encoded twice.
+    messages: Vec<Vec<u8>>,
     /// Whether the next leader may simply run it (see [`retryable`]).
     retryable: bool,
     reply: Waiter,
@@ -538,7 +543,9 @@ impl Inner {
             self.notify_leader_listeners();
         }
         for p in self.pending.borrow().values() {
-            self.send(&p.message);
+            for message in &p.messages {
+                self.send(message);
+            }
         }
         let first = self.connected.borrow_mut().take();
         match (first, head) {
@@ -896,27 +903,76 @@ impl Inner {
         request: Result<Request, Error>,
         answer: fn(Reply) -> Result<JsValue, Error>,
     ) -> Promise {
-        let mut waiter = None;
-        let promise = Promise::new(&mut |resolve, reject| {
-            waiter = Some(Waiter::Promise {
-                resolve,
-                reject,
-                answer,
-            });
-        });
-        // The executor runs at once, inside Promise::new; were it ever not
-        // to, the caller gets a rejection rather than a promise that never
-        // settles.
-        let Some(waiter) = waiter else {
-            return Promise::reject(&to_js_error(&Error::internal(
-                "the promise executor did not run",
-            )));
-        };
-        match request {
-            Ok(request) => self.enqueue(request, waiter),
-            Err(e) => waiter.settle(Err(e)),
+        let (promise, waiter) = js_promise(answer);
+        match (request, waiter) {
+            (Ok(request), Some(waiter)) => self.enqueue(request, waiter),
+            (Err(e), Some(waiter)) => waiter.settle(Err(e)),
+            (_, None) => {}
         }
         promise
+    }
+
+    /// `batch()`: one request, or for a large batch one message per
+    /// [`BATCH_PART`] statements, each sent as soon as it is packed so that
+    /// the leader's worker runs the first statements while this page still
+    /// packs the rest (they run in one transaction all the same).
+    fn batch(self: &Rc<Self>, stmts: &JsValue) -> Promise {
+        let n = match batch_len(stmts) {
+            Ok(n) if n > BATCH_PART => n,
+            Ok(n) => {
+                let request =
+                    batch_statements(stmts, 0, n).map(|statements| Request::Batch { statements });
+                return self.promise(request, batch_answer);
+            }
+            Err(e) => return self.promise(Err(e), batch_answer),
+        };
+        let (promise, waiter) = js_promise(batch_answer);
+        let Some(waiter) = waiter else {
+            return promise;
+        };
+        if self.closed.get() {
+            waiter.settle(Err(Error::new(ErrorCode::Closed, "the database is closed")));
+            return promise;
+        }
+        let id = self.next_id();
+        let mut messages = Vec::new();
+        let mut start = 0;
+        while start < n {
+            let end = n.min(start + BATCH_PART);
+            let request = match batch_statements(stmts, start, end) {
+                Ok(statements) => Request::BatchPart {
+                    index: messages.len() as u32,
+                    last: end == n,
+                    statements,
+                },
+                Err(e) => {
+                    if !messages.is_empty() {
+                        // Undo the parts already sent; nobody waits for this.
+                        self.send(&encode(&ToWorker::Request(RequestEnvelope {
+                            id,
+                            request: Request::CancelBatch,
+                        })));
+                    }
+                    waiter.settle(Err(e));
+                    return promise;
+                }
+            };
+            let message = encode(&ToWorker::Request(RequestEnvelope { id, request }));
+            self.send(&message);
+            messages.push(message);
+            start = end;
+        }
+        self.track(id, messages, true, waiter);
+        promise
+    }
+
+    fn next_id(&self) -> RequestId {
+        let seq = self.next_seq.get() + 1;
+        self.next_seq.set(seq);
+        RequestId {
+            client: self.client,
+            seq,
+        }
     }
 
     /// Sends a request; `waiter` gets its answer, or its timeout.
@@ -925,19 +981,25 @@ impl Inner {
             waiter.settle(Err(Error::new(ErrorCode::Closed, "the database is closed")));
             return;
         }
-        let seq = self.next_seq.get() + 1;
-        self.next_seq.set(seq);
-        let id = RequestId {
-            client: self.client,
-            seq,
-        };
+        let id = self.next_id();
         let retryable = retryable(&request);
         let message = encode(&ToWorker::Request(RequestEnvelope { id, request }));
         self.send(&message);
+        self.track(id, vec![message], retryable, waiter);
+    }
+
+    /// Keeps a sent request until it is answered or times out.
+    fn track(
+        self: &Rc<Self>,
+        id: RequestId,
+        messages: Vec<Vec<u8>>,
+        retryable: bool,
+        waiter: Waiter,
+    ) {
         self.pending.borrow_mut().insert(
             id,
             Pending {
-                message,
+                messages,
                 retryable,
                 reply: waiter,
                 deadline: js_sys::Date::now() + f64::from(self.timeout_ms),
@@ -1049,6 +1111,26 @@ impl Inner {
         self.handlers.borrow_mut().clear();
         self.router_handler.borrow_mut().take();
     }
+}
+
+/// A promise of the JS API and the waiter that settles it. Without a waiter
+/// (the executor did not run) the promise is already rejected.
+fn js_promise(answer: fn(Reply) -> Result<JsValue, Error>) -> (Promise, Option<Waiter>) {
+    let mut waiter = None;
+    let promise = Promise::new(&mut |resolve, reject| {
+        waiter = Some(Waiter::Promise {
+            resolve,
+            reject,
+            answer,
+        });
+    });
+    // The executor runs at once, inside Promise::new; were it ever not to,
+    // the caller gets a rejection rather than a promise that never settles.
+    if waiter.is_none() {
+        let error = to_js_error(&Error::internal("the promise executor did not run"));
+        return (Promise::reject(&error), None);
+    }
+    (promise, waiter)
 }
 
 fn unexpected(reply: Reply) -> Error {
@@ -1572,7 +1654,7 @@ impl Database {
 
     /// Runs several statements atomically; resolves to one run result each.
     pub fn batch(&self, statements: JsValue) -> Promise {
-        self.inner.promise(batch_request(&statements), batch_answer)
+        self.inner.batch(&statements)
     }
 
     /// The tables a statement reads, as SQLite reports them (for live queries).
