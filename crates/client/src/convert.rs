@@ -233,7 +233,8 @@ pub fn batch_statements(stmts: &JsValue, start: u32, end: u32) -> Result<Stateme
                 ValueRef::Text(text)
             }
             TAG_OTHER => other.next().ok_or_else(malformed)?.into(),
-            _ => ValueRef::Null,
+            TAG_NULL => ValueRef::Null,
+            _ => return Err(Error::internal("packed batch has an unknown tag")),
         });
     }
     let mut statements = Vec::with_capacity(p.counts.len());

@@ -1653,6 +1653,8 @@ impl Database {
     }
 
     /// Runs several statements atomically; resolves to one run result each.
+    /// More than [`BATCH_PART`] statements go out in parts as they are packed
+    /// (one transaction all the same).
     pub fn batch(&self, statements: JsValue) -> Promise {
         self.inner.batch(&statements)
     }
