@@ -126,7 +126,9 @@ pub fn to_params(params: &JsValue) -> Result<Vec<Value>, Error> {
     if !Array::is_array(params) {
         return Err(Error::bad_request("params must be an array of values"));
     }
-    Array::from(params)
+    // Checked above: a view, not `Array.from`'s copy.
+    params
+        .unchecked_ref::<Array>()
         .iter()
         .enumerate()
         .map(|(i, v)| to_value(&v, i))
@@ -160,7 +162,7 @@ pub fn batch_len(stmts: &JsValue) -> Result<u32, Error> {
             "batch() takes an array of { sql, params } objects",
         ));
     }
-    Ok(Array::from(stmts).length())
+    Ok(stmts.unchecked_ref::<Array>().length())
 }
 
 fn pack(stmts: &JsValue, start: u32, end: u32) -> Result<Packed, Error> {
@@ -176,7 +178,8 @@ fn pack(stmts: &JsValue, start: u32, end: u32) -> Result<Packed, Error> {
         ));
     }
     Ok(Packed {
-        sqls: Array::from(&field("sqls"))
+        sqls: field("sqls")
+            .unchecked_into::<Array>()
             .iter()
             .map(|s| s.as_string().unwrap_or_default())
             .collect(),
@@ -186,7 +189,7 @@ fn pack(stmts: &JsValue, start: u32, end: u32) -> Result<Packed, Error> {
         nums: Float64Array::from(field("nums")).to_vec(),
         text: field("text").as_string().unwrap_or_default(),
         lens: Uint32Array::from(field("lens")).to_vec(),
-        others: Array::from(&field("others")),
+        others: field("others").unchecked_into(),
     })
 }
 
@@ -297,7 +300,7 @@ fn to_statements_one_by_one(
     end: u32,
 ) -> Result<Vec<Statement>, Error> {
     let (sql_key, params_key) = (JsValue::from_str("sql"), JsValue::from_str("params"));
-    let stmts = Array::from(stmts);
+    let stmts = stmts.unchecked_ref::<Array>();
     (start..end)
         .map(|i| (i as usize, stmts.get(i)))
         .map(|(i, s)| {
