@@ -4,6 +4,7 @@
 //! and run natively too (unit-tested with `cargo test`); the `worker` module
 //! is the thin wasm glue that owns the OPFS pool inside a dedicated Worker.
 
+pub mod coalesce;
 pub mod engine;
 pub mod retry;
 pub mod scheduler;

@@ -20,6 +20,7 @@ use web_sys::{
     BroadcastChannel, DedicatedWorkerGlobalScope, MessageChannel, MessageEvent, MessagePort,
 };
 
+use crate::coalesce;
 use crate::engine::{sql_error, Engine, EngineOptions};
 use crate::retry::Backoff;
 use crate::scheduler::{Output, Scheduler, DEFAULT_LEASE_MS};
@@ -125,10 +126,16 @@ pub async fn open_database(
     validate_name(&params.name)?;
     match install_pool(&params.name).await {
         Ok(pool) => {
+            // The pool's VFS, with writes combined (see `coalesce`).
+            let vfs = format!("sqlite-tabs-{}", params.name);
+            let combined = format!("{vfs}+wc");
+            coalesce::register(Some(&vfs), &combined).map_err(|rc| {
+                Error::internal(format!("registering the write-combining VFS failed ({rc})"))
+            })?;
             let conn = Connection::open_with_flags_and_vfs(
                 format!("/{}", params.name),
                 OpenFlags::default(),
-                format!("sqlite-tabs-{}", params.name).as_str(),
+                combined.as_str(),
             )
             .map_err(sql_error)?;
             Ok(OpenDatabase {
@@ -347,6 +354,15 @@ impl Worker {
     }
 
     fn send(&self, out: Output) {
+        // Nobody hears of a write while its bytes are still in the write-
+        // combining layer (possible only below synchronous=FULL: a FULL
+        // commit syncs, which writes them).
+        if let Err(rc) = coalesce::flush_all() {
+            web_sys::console::error_1(
+                &format!("sqlite-tabs worker: writing to the database failed (SQLite code {rc})")
+                    .into(),
+            );
+        }
         if let State::Open {
             changes: Some(channel),
             ..
