@@ -12,6 +12,9 @@
 //! file control, close), so reads see them and a sync covers them; and
 //! [`flush_all`] writes every file's pending bytes, which the worker calls
 //! before it answers, so an acknowledged write is never only in memory.
+//!
+//! Open files are tracked per thread, for [`flush_all`]: a connection over
+//! this VFS must stay on the thread that opened it (the worker has one).
 
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, c_void, CString};
