@@ -51,18 +51,27 @@ const REAL_OFFSET: usize = std::mem::size_of::<File>().next_multiple_of(8);
 thread_local! {
     /// Open files, for [`flush_all`].
     static OPEN: RefCell<Vec<*mut File>> = const { RefCell::new(Vec::new()) };
-    /// Writes passed to the wrapped VFSs on this thread (for tests).
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Writes passed to the wrapped VFSs on this thread.
     static WRITES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// How many writes this thread passed to wrapped VFSs.
+#[cfg(test)]
 pub fn writes_passed() -> u64 {
     WRITES.with(|w| w.get())
 }
 
+#[cfg(test)]
 fn count_write() {
     WRITES.with(|w| w.set(w.get() + 1));
 }
+
+#[cfg(not(test))]
+fn count_write() {}
 
 /// Registers a VFS named `name` that combines writes over the VFS `base`
 /// (the default VFS if `None`). Idempotent: an existing `name` is kept.

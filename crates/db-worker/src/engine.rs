@@ -541,7 +541,7 @@ impl Engine {
             Request::BatchPart { .. } | Request::CancelBatch => Outcome::reply(Err(
                 Error::internal("batch parts run through the scheduler"),
             )),
-            Request::Begin => Outcome::reply(self.begin()),
+            Request::Begin => Outcome::reply(self.begin().map(Reply::Began)),
             Request::Commit { tx } => self.commit(id, tx),
             Request::Rollback { tx } => Outcome::reply(self.rollback(tx)),
             Request::ChangesSince { after } => {
@@ -591,8 +591,10 @@ impl Engine {
         }
     }
 
-    /// Stored reply of a write that was already applied.
-    fn applied(&self, id: RequestId) -> SqlResult<Option<Reply>> {
+    /// The stored answer to write request `id` if it was applied already
+    /// (a request sent again: to a new leader, or a batch in parts after it
+    /// committed).
+    pub fn applied(&self, id: RequestId) -> SqlResult<Option<Reply>> {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
@@ -1036,7 +1038,9 @@ impl Engine {
         }
     }
 
-    fn begin(&mut self) -> SqlResult<Reply> {
+    /// Opens an interactive transaction, or the one a batch in parts runs
+    /// in (see [`Request::BatchPart`]).
+    pub fn begin(&mut self) -> SqlResult<TxId> {
         if let Some(open) = &self.tx {
             return Err(Error::internal(format!(
                 "transaction {} is still open",
@@ -1052,7 +1056,7 @@ impl Engine {
             id,
             writes: BTreeSet::new(),
         });
-        Ok(Reply::Began(id))
+        Ok(id)
     }
 
     fn check_tx(&self, tx: TxId) -> SqlResult<()> {
@@ -1065,11 +1069,11 @@ impl Engine {
         }
     }
 
-    fn in_tx(
+    fn in_tx<T>(
         &mut self,
         tx: TxId,
-        body: impl FnOnce(&mut Self, &mut BTreeSet<String>) -> SqlResult<Reply>,
-    ) -> SqlResult<Reply> {
+        body: impl FnOnce(&mut Self, &mut BTreeSet<String>) -> SqlResult<T>,
+    ) -> SqlResult<T> {
         self.check_tx(tx)?;
         let mut writes = BTreeSet::new();
         let result = body(self, &mut writes);
@@ -1118,21 +1122,6 @@ impl Engine {
         }
     }
 
-    /// The stored answer to write request `id` if it was applied (for a
-    /// batch in parts sent again after it committed).
-    pub fn applied_reply(&self, id: RequestId) -> SqlResult<Option<Reply>> {
-        self.applied(id)
-    }
-
-    /// Opens the transaction a batch in parts runs in (see
-    /// [`Request::BatchPart`]).
-    pub fn begin_parts(&mut self) -> SqlResult<TxId> {
-        match self.begin()? {
-            Reply::Began(tx) => Ok(tx),
-            other => Err(Error::internal(format!("BEGIN answered {other:?}"))),
-        }
-    }
-
     /// Runs one part of a batch in its transaction `tx`; `before` statements
     /// ran in the parts before it. On failure the transaction is left open
     /// for the caller to abort (SQLite may have ended it already).
@@ -1142,12 +1131,7 @@ impl Engine {
         statements: &Statements,
         before: usize,
     ) -> SqlResult<Vec<RunResult>> {
-        let mut results = Vec::new();
-        self.in_tx(tx, |e, writes| {
-            results = e.batch_body(statements, before, writes)?;
-            Ok(Reply::Done)
-        })?;
-        Ok(results)
+        self.in_tx(tx, |e, writes| e.batch_body(statements, before, writes))
     }
 
     /// Commits the transaction of batch `id` sent in parts, logging its

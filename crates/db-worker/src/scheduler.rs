@@ -303,7 +303,7 @@ impl Scheduler {
         if !mine {
             // No batch of this id is open: this starts it, or the batch has
             // ended (committed, failed or expired) and this was sent again.
-            let applied = match self.engine.applied_reply(id) {
+            let applied = match self.engine.applied(id) {
                 Ok(applied) => applied,
                 Err(e) => return out.replies.push((id, Err(e), None)),
             };
@@ -320,7 +320,7 @@ impl Scheduler {
                 }
                 return;
             }
-            match self.engine.begin_parts() {
+            match self.engine.begin() {
                 Ok(tx) => {
                     self.lease = Some(Lease {
                         tx,
