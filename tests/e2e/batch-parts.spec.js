@@ -74,7 +74,7 @@ test('a failure in a late part of a batch leaves nothing and the database goes o
       }
     };
     const rows = (n) => Array.from({ length: n }, (_, i) => ({ sql: 'INSERT INTO q VALUES (?)', params: [i] }));
-    // SQLite fails the statement in the third part.
+    // SQLite fails the statement in the last part (parts: 1,024, then 8,192 each).
     const sql = rows(20_000);
     sql[18_999] = { sql: 'INSERT INTO nope VALUES (1)' };
     // The packing finds a bad value after two parts were sent.
