@@ -341,70 +341,22 @@ const fn methods(version: c_int) -> ffi::sqlite3_io_methods {
 
 static METHODS: [ffi::sqlite3_io_methods; 3] = [methods(1), methods(2), methods(3)];
 
-unsafe extern "C" fn x_delete(
-    vfs: *mut ffi::sqlite3_vfs,
-    name: *const c_char,
-    sync: c_int,
-) -> c_int {
-    let base = base(vfs);
-    (*base)
-        .xDelete
-        .map_or(ffi::SQLITE_IOERR_DELETE, |f| f(base, name, sync))
+/// Defines a VFS method that calls the wrapped VFS's, or answers `$missing`
+/// when it has none.
+macro_rules! forward_vfs {
+    ($name:ident, $field:ident, $missing:expr, ($($arg:ident: $ty:ty),*)) => {
+        unsafe extern "C" fn $name(vfs: *mut ffi::sqlite3_vfs $(, $arg: $ty)*) -> c_int {
+            let base = base(vfs);
+            (*base).$field.map_or($missing, |f| f(base $(, $arg)*))
+        }
+    };
 }
 
-unsafe extern "C" fn x_access(
-    vfs: *mut ffi::sqlite3_vfs,
-    name: *const c_char,
-    flags: c_int,
-    out: *mut c_int,
-) -> c_int {
-    let base = base(vfs);
-    (*base)
-        .xAccess
-        .map_or(ffi::SQLITE_IOERR_ACCESS, |f| f(base, name, flags, out))
-}
-
-unsafe extern "C" fn x_full_pathname(
-    vfs: *mut ffi::sqlite3_vfs,
-    name: *const c_char,
-    n: c_int,
-    out: *mut c_char,
-) -> c_int {
-    let base = base(vfs);
-    (*base)
-        .xFullPathname
-        .map_or(ffi::SQLITE_ERROR, |f| f(base, name, n, out))
-}
-
-unsafe extern "C" fn x_randomness(vfs: *mut ffi::sqlite3_vfs, n: c_int, out: *mut c_char) -> c_int {
-    let base = base(vfs);
-    (*base).xRandomness.map_or(0, |f| f(base, n, out))
-}
-
-unsafe extern "C" fn x_sleep(vfs: *mut ffi::sqlite3_vfs, micros: c_int) -> c_int {
-    let base = base(vfs);
-    (*base).xSleep.map_or(0, |f| f(base, micros))
-}
-
-unsafe extern "C" fn x_current_time(vfs: *mut ffi::sqlite3_vfs, out: *mut f64) -> c_int {
-    let base = base(vfs);
-    (*base)
-        .xCurrentTime
-        .map_or(ffi::SQLITE_ERROR, |f| f(base, out))
-}
-
-unsafe extern "C" fn x_get_last_error(
-    vfs: *mut ffi::sqlite3_vfs,
-    n: c_int,
-    out: *mut c_char,
-) -> c_int {
-    let base = base(vfs);
-    (*base).xGetLastError.map_or(0, |f| f(base, n, out))
-}
-
-unsafe extern "C" fn x_current_time_int64(vfs: *mut ffi::sqlite3_vfs, out: *mut i64) -> c_int {
-    let base = base(vfs);
-    (*base)
-        .xCurrentTimeInt64
-        .map_or(ffi::SQLITE_ERROR, |f| f(base, out))
-}
+forward_vfs!(x_delete, xDelete, ffi::SQLITE_IOERR_DELETE, (name: *const c_char, sync: c_int));
+forward_vfs!(x_access, xAccess, ffi::SQLITE_IOERR_ACCESS, (name: *const c_char, flags: c_int, out: *mut c_int));
+forward_vfs!(x_full_pathname, xFullPathname, ffi::SQLITE_ERROR, (name: *const c_char, n: c_int, out: *mut c_char));
+forward_vfs!(x_randomness, xRandomness, 0, (n: c_int, out: *mut c_char));
+forward_vfs!(x_sleep, xSleep, 0, (micros: c_int));
+forward_vfs!(x_current_time, xCurrentTime, ffi::SQLITE_ERROR, (out: *mut f64));
+forward_vfs!(x_get_last_error, xGetLastError, 0, (n: c_int, out: *mut c_char));
+forward_vfs!(x_current_time_int64, xCurrentTimeInt64, ffi::SQLITE_ERROR, (out: *mut i64));

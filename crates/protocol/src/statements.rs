@@ -72,8 +72,10 @@ pub struct StatementRef<'a> {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Statements {
     /// `len`, then each statement: its SQL (only where it differs from the
-    /// previous statement's), its parameter count and its parameters.
-    bytes: Arc<[u8]>,
+    /// previous statement's), its parameter count and its parameters. An
+    /// `Arc<Vec>`, not an `Arc<[u8]>`: wrapping the decoded buffer copies
+    /// nothing.
+    bytes: Arc<Vec<u8>>,
     len: usize,
 }
 
@@ -82,9 +84,7 @@ impl Statements {
     pub fn encode(statements: &[StatementRef<'_>]) -> Self {
         Statements {
             // Cannot fail: a sequence of known length of plain values.
-            bytes: postcard::to_allocvec(&Seq(statements))
-                .unwrap_or_default()
-                .into(),
+            bytes: Arc::new(postcard::to_allocvec(&Seq(statements)).unwrap_or_default()),
             len: statements.len(),
         }
     }
@@ -176,7 +176,7 @@ impl<'de> Deserialize<'de> for Statements {
             return Err(D::Error::custom("more statements than bytes"));
         }
         Ok(Statements {
-            bytes: bytes.into(),
+            bytes: Arc::new(bytes),
             len,
         })
     }
