@@ -7,7 +7,7 @@
 //! rowid is the commit sequence number, and it lists the changed tables (so a
 //! tab that missed notifications can catch up).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -98,6 +98,10 @@ pub struct Access {
     /// Leaves the database unchanged (`sqlite3_stmt_readonly`); known for
     /// statements analysed by [`Engine::access`].
     pub readonly: bool,
+    /// Names of the result columns; known for statements analysed by
+    /// [`Engine::access`]. They depend only on the SQL text and the schema,
+    /// and every schema change empties the cache that holds them.
+    pub columns: Arc<[String]>,
 }
 
 impl Access {
@@ -199,7 +203,7 @@ struct OpenTx {
 pub struct Engine {
     conn: Connection,
     recorder: SharedRecorder,
-    access: HashMap<String, Arc<Access>>,
+    access: foldhash::HashMap<String, Arc<Access>>,
     /// The open transaction changed the schema. The access cache was cleared
     /// then, and what it learnt since describes a schema a rollback undoes.
     schema_changed: bool,
@@ -282,10 +286,9 @@ fn bind<'v>(
     Ok(())
 }
 
-fn read_rows(stmt: &mut SqlStatement<'_>) -> SqlResult<Rows> {
-    let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
+fn read_rows(stmt: &mut SqlStatement<'_>, columns: Arc<[String]>) -> SqlResult<Rows> {
     let n = columns.len();
-    let mut values = Vec::new();
+    let mut values = Vec::with_capacity(n);
     let mut rows = stmt.raw_query();
     while let Some(row) = rows.next().map_err(sql_error)? {
         for i in 0..n {
@@ -397,7 +400,7 @@ impl Engine {
         Ok(Engine {
             conn,
             recorder,
-            access: HashMap::new(),
+            access: foldhash::HashMap::default(),
             schema_changed: false,
             wal_pages,
             seq: seq as u64,
@@ -465,9 +468,12 @@ impl Engine {
         }
         arm(&self.recorder);
         // Uncached prepare: a statement-cache hit would skip the authorizer.
-        let prepared = self.conn.prepare(sql).map(|stmt| stmt.readonly());
+        let prepared = self.conn.prepare(sql).map(|stmt| {
+            let columns: Arc<[String]> = stmt.column_names().map(str::to_owned).collect();
+            (stmt.readonly(), columns)
+        });
         let mut access = disarm(&self.recorder);
-        access.readonly = prepared.map_err(sql_error)?;
+        (access.readonly, access.columns) = prepared.map_err(sql_error)?;
         let access = Arc::new(access);
         if self.access.len() >= STATEMENT_CACHE {
             self.access.clear();
@@ -877,7 +883,7 @@ impl Engine {
         let mut stmt = self.conn.prepare_cached(sql).map_err(sql_error)?;
         bind(&mut stmt, params.iter().map(WireValue::from))?;
         let reply = if rows {
-            Reply::Rows(read_rows(&mut stmt)?)
+            Reply::Rows(read_rows(&mut stmt, access.columns.clone())?)
         } else {
             step_to_end(&mut stmt)?;
             Reply::Run(run_result(&self.conn, access))

@@ -186,6 +186,47 @@ fn every_value_type_roundtrips() {
 }
 
 #[test]
+fn column_names_follow_schema_changes() {
+    let mut db = Db::new();
+    db.exec("CREATE TABLE t(a); INSERT INTO t VALUES (1)")
+        .result
+        .unwrap();
+    let columns = |db: &mut Db| db.query("SELECT * FROM t", vec![]).unwrap().columns;
+    assert_eq!(*columns(&mut db), ["a"]);
+    db.exec("ALTER TABLE t ADD COLUMN b").result.unwrap();
+    assert_eq!(*columns(&mut db), ["a", "b"]);
+    db.exec("ALTER TABLE t RENAME COLUMN a TO z")
+        .result
+        .unwrap();
+    assert_eq!(*columns(&mut db), ["z", "b"]);
+
+    // Inside a transaction that is then rolled back: the names seen inside
+    // must not outlive it.
+    let tx = db.begin();
+    db.run(Request::Exec {
+        sql: "ALTER TABLE t ADD COLUMN c".into(),
+        tx: Some(tx),
+    })
+    .result
+    .unwrap();
+    match db
+        .run(Request::Query {
+            sql: "SELECT * FROM t".into(),
+            params: vec![],
+            tx: Some(tx),
+        })
+        .result
+    {
+        Ok(Reply::Rows(rows)) => assert_eq!(*rows.columns, ["z", "b", "c"]),
+        other => panic!("{other:?}"),
+    }
+    db.run(Request::Rollback { tx }).result.unwrap();
+    let rows = db.query("SELECT * FROM t", vec![]).unwrap();
+    assert_eq!(*rows.columns, ["z", "b"]);
+    assert_eq!(rows.values, vec![Value::Integer(1), Value::Null]);
+}
+
+#[test]
 fn query_keeps_column_order_and_duplicate_names() {
     let mut db = Db::new();
     let rows = db
@@ -194,7 +235,7 @@ fn query_keeps_column_order_and_duplicate_names() {
             vec![Value::Integer(10), Value::Text("two".into())],
         )
         .unwrap();
-    assert_eq!(rows.columns, ["a", "b", "a", "p2", "p1"]);
+    assert_eq!(*rows.columns, ["a", "b", "a", "p2", "p1"]);
     assert_eq!(
         rows.values,
         vec![

@@ -131,7 +131,7 @@ async fn every_request_kind_works_on_opfs() {
         "SELECT x, x AS y, id FROM t WHERE id <= ? ORDER BY id",
         vec![2.into()],
     );
-    assert_eq!(rows.columns, ["x", "y", "id"]);
+    assert_eq!(*rows.columns, ["x", "y", "id"]);
     assert_eq!(
         rows.values,
         vec![

@@ -140,8 +140,9 @@ pub struct RequestEnvelope {
 /// Rows of a query, column-major names and row-major values.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Rows {
-    /// Column names in result order, duplicates kept.
-    pub columns: Vec<String>,
+    /// Column names in result order, duplicates kept. Shared: the engine
+    /// keeps a statement's names with its cached analysis.
+    pub columns: Arc<[String]>,
     /// All values, row after row; each row has `columns.len()` values.
     pub values: Vec<Value>,
 }
