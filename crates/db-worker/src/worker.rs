@@ -249,10 +249,11 @@ fn now() -> f64 {
 impl Worker {
     fn post(&self, message: &FromWorker) {
         let buffer = to_buffer(message);
-        if let Err(e) = self
-            .scope
-            .post_message_with_transfer(&buffer, &transfer_list(&buffer))
-        {
+        let posted = match transfer_list(&buffer) {
+            Some(transfer) => self.scope.post_message_with_transfer(&buffer, &transfer),
+            None => self.scope.post_message(&buffer),
+        };
+        if let Err(e) = posted {
             web_sys::console::error_2(&"sqlite-tabs worker: postMessage failed".into(), &e);
         }
     }
@@ -266,10 +267,13 @@ impl Worker {
         }
         if let Some(attached) = self.ports.borrow().get(&client) {
             let buffer = to_buffer(message);
-            if let Err(e) = attached
-                .port
-                .post_message_with_transferable(&buffer, &transfer_list(&buffer))
-            {
+            let posted = match transfer_list(&buffer) {
+                Some(transfer) => attached
+                    .port
+                    .post_message_with_transferable(&buffer, &transfer),
+                None => attached.port.post_message(&buffer),
+            };
+            if let Err(e) = posted {
                 web_sys::console::error_2(
                     &"sqlite-tabs worker: port postMessage failed".into(),
                     &e,
@@ -754,12 +758,10 @@ fn message_bytes(event: &MessageEvent) -> Option<Vec<u8>> {
 const TRANSFER_MIN_BYTES: u32 = 64 * 1024;
 
 /// The transfer list for posting `buffer`.
-fn transfer_list(buffer: &ArrayBuffer) -> js_sys::Array {
-    let list = js_sys::Array::new();
-    if buffer.byte_length() >= TRANSFER_MIN_BYTES {
-        list.push(buffer);
-    }
-    list
+fn transfer_list(buffer: &ArrayBuffer) -> Option<js_sys::Array> {
+    // Small messages go without a transfer list at all: an empty one still
+    // costs its conversion (measured: a round trip 1-2% slower).
+    (buffer.byte_length() >= TRANSFER_MIN_BYTES).then(|| js_sys::Array::of1(buffer))
 }
 
 fn to_buffer(message: &FromWorker) -> ArrayBuffer {
