@@ -757,7 +757,7 @@ fn message_bytes(event: &MessageEvent) -> Option<Vec<u8>> {
 /// transfer to the page, ~28 us through a MessagePort).
 const TRANSFER_MIN_BYTES: u32 = 64 * 1024;
 
-/// The transfer list for posting `buffer`.
+/// The transfer list for posting `buffer`, or `None` to copy it.
 fn transfer_list(buffer: &ArrayBuffer) -> Option<js_sys::Array> {
     // Small messages go without a transfer list at all: an empty one still
     // costs its conversion (measured: a round trip 1-2% slower).
