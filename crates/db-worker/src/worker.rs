@@ -442,12 +442,13 @@ impl Worker {
     }
 
     fn on_message(self: &Rc<Self>, event: MessageEvent) {
-        if event.data().is_null() {
+        let data = event.data();
+        if data.is_null() {
             // index.js's request to load the wasm, which db-worker.js acts on;
             // one that arrives late has nothing left to do.
             return;
         }
-        let Some(bytes) = message_bytes(&event) else {
+        let Some(bytes) = data_bytes(&data) else {
             self.post(&FromWorker::Rejected(Error::bad_request(
                 "sqlite-tabs worker: expected a protocol message (ArrayBuffer)",
             )));
@@ -746,9 +747,12 @@ impl Worker {
 
 /// The bytes of a protocol message (an ArrayBuffer), if it is one.
 fn message_bytes(event: &MessageEvent) -> Option<Vec<u8>> {
-    event
-        .data()
-        .dyn_ref::<ArrayBuffer>()
+    data_bytes(&event.data())
+}
+
+/// [`message_bytes`] for a message's data already read.
+fn data_bytes(data: &JsValue) -> Option<Vec<u8>> {
+    data.dyn_ref::<ArrayBuffer>()
         .map(|buffer| Uint8Array::new(buffer).to_vec())
 }
 
