@@ -137,6 +137,31 @@ test("a leader whose worker throws stops it and another tab takes over; both go 
   expect(await follower.evaluate(() => window.db.query('SELECT x FROM t ORDER BY x'))).toEqual([{ x: 1 }, { x: 2 }]);
 });
 
+test('malformed messages to the database worker are rejected and it goes on serving', async ({ context }) => {
+  const name = `${uniqueMarker('startup')}.db`;
+  const leader = await blankPage(context, 'leader');
+  const rejections = [];
+  leader.on('console', (m) => m.text().includes('rejected a message') && rejections.push(m.text()));
+  expect(await openIn(leader, name)).toMatchObject({ isLeader: true });
+  await leader.evaluate(() => window.db.exec('CREATE TABLE t (x); INSERT INTO t VALUES (1)'));
+
+  // Into the leader's real worker, as if posted to it: data of the wrong
+  // type, and ArrayBuffers that do not decode as a protocol message.
+  const worker = leader.workers().find((w) => w.url().endsWith('/db-worker.js'));
+  expect(worker).toBeTruthy();
+  await worker.evaluate(() => {
+    const bad = ['not a message', { sql: 'SELECT 1' }, 42, new ArrayBuffer(0), new Uint8Array([255, 255, 255, 255, 255]).buffer];
+    for (const data of bad) self.dispatchEvent(new MessageEvent('message', { data }));
+  });
+
+  // Each is answered with a rejection (the client warns about it), none stops the worker.
+  await expect.poll(() => rejections.length).toBe(5);
+  expect(rejections[0]).toContain('BAD_REQUEST');
+  await leader.evaluate(() => window.db.run('INSERT INTO t VALUES (2)'));
+  expect(await leader.evaluate(() => window.db.query('SELECT x FROM t ORDER BY x'))).toEqual([{ x: 1 }, { x: 2 }]);
+  expect(await leader.evaluate(() => window.db.isLeader)).toBe(true);
+});
+
 test('a tab holds one tab lock while open, and none once closed or after open() failed', async ({ context }) => {
   const name = `${uniqueMarker('startup')}.db`;
   const page = await blankPage(context, 'tab');
