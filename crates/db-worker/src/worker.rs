@@ -307,7 +307,7 @@ impl Worker {
         let weak: Weak<Worker> = Rc::downgrade(self);
         let handler = PortHandler::new(move |event: MessageEvent| {
             let Some(worker) = weak.upgrade() else { return };
-            let Some(bytes) = message_bytes(&event) else {
+            let Some(bytes) = message_bytes(&event.data()) else {
                 return;
             };
             let Ok(ToWorker::Request(envelope)) = decode::<ToWorker>(&bytes) else {
@@ -448,7 +448,7 @@ impl Worker {
             // one that arrives late has nothing left to do.
             return;
         }
-        let Some(bytes) = data_bytes(&data) else {
+        let Some(bytes) = message_bytes(&data) else {
             self.post(&FromWorker::Rejected(Error::bad_request(
                 "sqlite-tabs worker: expected a protocol message (ArrayBuffer)",
             )));
@@ -496,7 +496,7 @@ impl Worker {
         let weak: Weak<Worker> = Rc::downgrade(self);
         let handler = PortHandler::new(move |event: MessageEvent| {
             let Some(worker) = weak.upgrade() else { return };
-            let Some(bytes) = message_bytes(&event) else {
+            let Some(bytes) = message_bytes(&event.data()) else {
                 return;
             };
             match decode::<ToWorker>(&bytes) {
@@ -745,13 +745,8 @@ impl Worker {
     }
 }
 
-/// The bytes of a protocol message (an ArrayBuffer), if it is one.
-fn message_bytes(event: &MessageEvent) -> Option<Vec<u8>> {
-    data_bytes(&event.data())
-}
-
-/// [`message_bytes`] for a message's data already read.
-fn data_bytes(data: &JsValue) -> Option<Vec<u8>> {
+/// The bytes of a message's data if it is a protocol message (an ArrayBuffer).
+fn message_bytes(data: &JsValue) -> Option<Vec<u8>> {
     data.dyn_ref::<ArrayBuffer>()
         .map(|buffer| Uint8Array::new(buffer).to_vec())
 }
