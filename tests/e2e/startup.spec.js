@@ -217,6 +217,30 @@ test('a tab holds one tab lock while open, and none once closed or after open() 
   expect(await tabLocks()).toEqual({ held: 1, pending: 1 });
 });
 
+test('bad timeout options are refused with a message naming the option and its value', async ({ context }) => {
+  const name = `${uniqueMarker('startup')}.db`;
+  const page = await blankPage(context, 'options');
+  const messages = await page.evaluate(async (name) => {
+    const { open } = await import('/dist/index.js');
+    const out = [];
+    for (const options of [{ timeoutMs: -1.5 }, { openTimeoutMs: 0 }, { timeoutMs: 2 ** 40 }, { openTimeoutMs: 1 }]) {
+      try {
+        await (await open(name, options)).close();
+        out.push('opened');
+      } catch (e) {
+        out.push(`${e.code} ${e.message}`);
+      }
+    }
+    return out;
+  }, name);
+  expect(messages).toEqual([
+    'BAD_REQUEST timeoutMs must be a positive number of milliseconds, got -1.5',
+    'BAD_REQUEST openTimeoutMs must be a positive number of milliseconds, got 0',
+    'BAD_REQUEST timeoutMs must be a positive number of milliseconds, got 1099511627776',
+    `TIMEOUT opening "${name}" took longer than 1 ms`,
+  ]);
+});
+
 test('the first tab opens and is served by its own worker before the router answers', async ({ context }) => {
   const name = `${uniqueMarker('startup')}.db`;
   const page = await blankPage(context, 'leader');

@@ -169,6 +169,9 @@ fn pack(stmts: &JsValue, start: u32, end: u32) -> Result<Packed, Error> {
     let packed = pack_statements(stmts, start, end);
     let field = |name: &str| Reflect::get(&packed, &name.into()).unwrap_or(JsValue::UNDEFINED);
     if let Some(bad) = field("bad").as_f64() {
+        // A 1-based place (marshal.js); as an integer, the float formatting
+        // code stays out of the wasm.
+        let bad = bad as u64;
         return Err(Error::bad_request(
             if field("reason").as_string().as_deref() == Some("sql") {
                 format!("batch statement {bad} has no sql string")

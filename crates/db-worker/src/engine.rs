@@ -323,18 +323,22 @@ impl Engine {
     /// Takes over a freshly opened connection: applies the pragmas, creates
     /// the log table and reads the last commit sequence number.
     pub fn new(conn: Connection, options: &EngineOptions) -> SqlResult<Engine> {
+        // Literal PRAGMAs rather than rusqlite's pragma_update, whose value
+        // formatting links Rust's float printing into the wasm (~17 KB).
         if options.exclusive_locking {
-            conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
+            conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE")
                 .map_err(sql_error)?;
         }
         // journal_mode answers with the mode it got (in-memory databases
         // stay "memory"); either way the database works.
         let journal: String = conn
-            .pragma_update_and_check(None, "journal_mode", options.journal_mode.sql_name(), |r| {
-                r.get(0)
-            })
+            .query_row(
+                &format!("PRAGMA journal_mode = {}", options.journal_mode.sql_name()),
+                [],
+                |r| r.get(0),
+            )
             .map_err(sql_error)?;
-        conn.pragma_update(None, "synchronous", "FULL")
+        conn.execute_batch("PRAGMA synchronous = FULL")
             .map_err(sql_error)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.execute_batch(&format!(

@@ -199,6 +199,22 @@ pub enum Reply {
     Tables(Vec<String>),
 }
 
+impl Reply {
+    /// The variant's name, for messages about a reply that was not the
+    /// expected one (cheaper to ship than a `Debug` of all it holds).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Reply::Done => "Done",
+            Reply::Rows(_) => "Rows",
+            Reply::Run(_) => "Run",
+            Reply::Batch(_) => "Batch",
+            Reply::Began(_) => "Began",
+            Reply::Changes { .. } => "Changes",
+            Reply::Tables(_) => "Tables",
+        }
+    }
+}
+
 /// Where the database lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Storage {
