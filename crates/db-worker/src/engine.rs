@@ -201,9 +201,12 @@ struct OpenTx {
 
 /// Executes requests on one connection.
 pub struct Engine {
-    conn: Connection,
+    /// The app's statements, prepared, by SQL text. Declared before `conn`:
+    /// fields drop in order, and these statements borrow it.
+    prepared: foldhash::HashMap<String, Prepared>,
+    /// Boxed so that it stays put when the engine moves (see [`Prepared`]).
+    conn: Box<Connection>,
     recorder: SharedRecorder,
-    access: foldhash::HashMap<String, Arc<Access>>,
     /// The open transaction changed the schema. The access cache was cleared
     /// then, and what it learnt since describes a schema a rollback undoes.
     schema_changed: bool,
@@ -213,6 +216,20 @@ pub struct Engine {
     epoch: Epoch,
     tx: Option<OpenTx>,
     next_tx: u64,
+}
+
+/// An app statement, prepared once and kept with what it accesses.
+///
+/// rusqlite's own statement cache cost ~1,000 instructions per use
+/// (callgrind, natively): it hashes the SQL twice, takes the statement out
+/// of its LRU list and puts it back under a newly allocated key. This one
+/// is found with the lookup that finds the statement's access anyway.
+struct Prepared {
+    access: Arc<Access>,
+    /// Borrows `*Engine::conn` for longer than the borrow checker can see:
+    /// the connection is boxed (it does not move with the engine), is never
+    /// replaced, and outlives this map (declared after it in [`Engine`]).
+    stmt: SqlStatement<'static>,
 }
 
 /// Maps a rusqlite error to the protocol's typed error.
@@ -402,9 +419,9 @@ impl Engine {
         }
 
         Ok(Engine {
-            conn,
+            prepared: foldhash::HashMap::default(),
+            conn: Box::new(conn),
             recorder,
-            access: foldhash::HashMap::default(),
             schema_changed: false,
             wal_pages,
             seq: seq as u64,
@@ -460,36 +477,60 @@ impl Engine {
         &self.conn
     }
 
-    /// Which tables a single statement reads and writes (cached by SQL text).
+    /// Which tables a single statement reads and writes (cached by SQL text,
+    /// with the statement prepared).
     pub fn access(&mut self, sql: &str) -> SqlResult<Arc<Access>> {
         if self.schema_changed && self.conn.is_autocommit() {
             // The transaction ended without a commit (commits reset the flag).
-            self.access.clear();
+            self.prepared.clear();
             self.schema_changed = false;
         }
-        if let Some(a) = self.access.get(sql) {
-            return Ok(a.clone());
+        if let Some(p) = self.prepared.get(sql) {
+            return Ok(p.access.clone());
         }
+        // Prepared here, not found in a cache: the authorizer reports what
+        // the statement accesses only while SQLite prepares it.
         arm(&self.recorder);
-        // Uncached prepare: a statement-cache hit would skip the authorizer.
-        let prepared = self.conn.prepare(sql).map(|stmt| {
-            let columns: Arc<[String]> = stmt.column_names().map(str::to_owned).collect();
-            (stmt.readonly(), columns)
-        });
+        let prepared = self.conn.prepare(sql);
         let mut access = disarm(&self.recorder);
-        (access.readonly, access.columns) = prepared.map_err(sql_error)?;
+        let stmt = prepared.map_err(sql_error)?;
+        access.readonly = stmt.readonly();
+        access.columns = stmt.column_names().map(str::to_owned).collect();
         let access = Arc::new(access);
-        if self.access.len() >= STATEMENT_CACHE {
-            self.access.clear();
+        // SAFETY: `stmt` borrows `*self.conn`; see `Prepared::stmt` for why
+        // that borrow outlives every statement in `self.prepared`.
+        let stmt = unsafe { std::mem::transmute::<SqlStatement<'_>, SqlStatement<'static>>(stmt) };
+        if self.prepared.len() >= STATEMENT_CACHE {
+            self.prepared.clear();
         }
-        self.access.insert(sql.to_owned(), access.clone());
+        self.prepared.insert(
+            sql.to_owned(),
+            Prepared {
+                access: access.clone(),
+                stmt,
+            },
+        );
         Ok(access)
+    }
+
+    /// The prepared statement of `sql` (analysed first if it is not
+    /// cached), with the connection.
+    fn statement(&mut self, sql: &str) -> SqlResult<(&mut SqlStatement<'static>, &Connection)> {
+        if !self.prepared.contains_key(sql) {
+            self.access(sql)?;
+        }
+        match self.prepared.get_mut(sql) {
+            Some(p) => Ok((&mut p.stmt, &self.conn)),
+            None => Err(Error::internal(
+                "a statement left the cache as it was prepared",
+            )),
+        }
     }
 
     /// A statement of the open transaction changed the schema, which can
     /// change what any statement accesses.
     fn note_schema_change(&mut self) {
-        self.access.clear();
+        self.prepared.clear();
         self.schema_changed = true;
     }
 
@@ -674,11 +715,9 @@ impl Engine {
     pub fn groupable(&mut self, request: &Request) -> bool {
         match request {
             Request::Batch { .. } => true,
-            Request::Run { sql, tx: None, .. } | Request::Query { sql, tx: None, .. } => self
-                .conn
-                .prepare_cached(sql)
-                .map(|stmt| !stmt.readonly())
-                .unwrap_or(false),
+            Request::Run { sql, tx: None, .. } | Request::Query { sql, tx: None, .. } => {
+                self.access(sql).is_ok_and(|a| !a.readonly)
+            }
             _ => false,
         }
     }
@@ -770,7 +809,7 @@ impl Engine {
                     if self.schema_changed {
                         // Keeps the flag: an earlier request of the group may
                         // have changed the schema too, and the commit may fail.
-                        self.access.clear();
+                        self.prepared.clear();
                     }
                     outcomes.push(Outcome::reply(Err(e)));
                 }
@@ -884,15 +923,19 @@ impl Engine {
         if access.transaction_control {
             return Err(transaction_control_error());
         }
-        let mut stmt = self.conn.prepare_cached(sql).map_err(sql_error)?;
-        bind(&mut stmt, params.iter().map(WireValue::from))?;
-        let reply = if rows {
-            Reply::Rows(read_rows(&mut stmt, access.columns.clone())?)
-        } else {
-            step_to_end(&mut stmt)?;
-            Reply::Run(run_result(&self.conn, access))
-        };
-        drop(stmt);
+        let (stmt, conn) = self.statement(sql)?;
+        let reply = bind(stmt, params.iter().map(WireValue::from)).and_then(|()| {
+            if rows {
+                Ok(Reply::Rows(read_rows(stmt, access.columns.clone())?))
+            } else {
+                step_to_end(stmt)?;
+                Ok(Reply::Run(run_result(conn, access)))
+            }
+        });
+        // A cached statement would otherwise keep its last values (a large
+        // text or blob) until its next use.
+        stmt.clear_bindings();
+        let reply = reply?;
         writes.extend(access.writes.iter().cloned());
         if access.schema_change {
             self.note_schema_change();
@@ -950,22 +993,22 @@ impl Engine {
             if access.transaction_control {
                 return Err(numbered(n, transaction_control_error()));
             }
-            let mut stmt = self
-                .conn
-                .prepare_cached(sql)
-                .map_err(|e| numbered(n, sql_error(e)))?;
+            let (stmt, conn) = self.statement(sql).map_err(|e| numbered(n, e))?;
             loop {
-                bind(&mut stmt, params.iter().copied())
-                    .and_then(|()| step_to_end(&mut stmt))
-                    .map_err(|e| numbered(results.len() + 1, e))?;
-                results.push(run_result(&self.conn, &access));
+                if let Err(e) = bind(stmt, params.iter().copied()).and_then(|()| step_to_end(stmt))
+                {
+                    stmt.clear_bindings();
+                    return Err(numbered(results.len() + 1, e));
+                }
+                results.push(run_result(conn, &access));
                 next = cursor.next(&mut params);
                 match next {
                     Some(Ok(s)) if std::ptr::eq(s, sql) || s == sql => {}
                     _ => break,
                 }
             }
-            drop(stmt);
+            // A cached statement would otherwise keep its last values.
+            stmt.clear_bindings();
             writes.extend(access.writes.iter().cloned());
             if access.schema_change {
                 self.note_schema_change();

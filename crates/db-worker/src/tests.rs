@@ -432,6 +432,31 @@ fn huge_values_work() {
 }
 
 #[test]
+fn an_engine_dropped_with_prepared_statements_lets_the_file_go() {
+    // The engine keeps the app's statements prepared; they must be
+    // finalized before its connection closes, or the connection stays open
+    // (and keeps its exclusive lock) and the next leader cannot open.
+    let mut db = Db::new();
+    db.exec("CREATE TABLE t (x)");
+    for i in 0..3 {
+        db.run(Request::Run {
+            sql: "INSERT INTO t VALUES (?)".into(),
+            params: vec![Value::Integer(i)],
+            tx: None,
+        });
+        db.run(Request::Query {
+            sql: "SELECT count(*) FROM t WHERE x >= ?".into(),
+            params: vec![Value::Integer(0)],
+            tx: None,
+        });
+    }
+    db.reopen();
+    assert_eq!(db.count("t"), 3);
+    db.exec("INSERT INTO t VALUES (3)");
+    assert_eq!(db.count("t"), 4);
+}
+
+#[test]
 fn a_resent_write_is_applied_once_with_the_same_reply() {
     let mut db = Db::new();
     db.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, x)")
