@@ -30,8 +30,12 @@ pub const META_TABLE: &str = "_sqlite_tabs_meta";
 /// a failover and any tab catching up after a short freeze.
 const LOG_KEEP: u64 = 10_000;
 
-/// Prepared statements kept per connection.
+/// App statements the engine keeps prepared (see [`Prepared`]); the cache
+/// is emptied when it is full.
 const STATEMENT_CACHE: usize = 128;
+
+/// The engine's own statements (the log's), kept by rusqlite's cache.
+const INTERNAL_STATEMENTS: usize = 8;
 
 /// WAL pages after which the worker checkpoints: SQLite's own threshold for
 /// the automatic checkpoint, which runs inside the commit that crosses it.
@@ -207,8 +211,9 @@ pub struct Engine {
     /// Boxed so that it stays put when the engine moves (see [`Prepared`]).
     conn: Box<Connection>,
     recorder: SharedRecorder,
-    /// The open transaction changed the schema. The access cache was cleared
-    /// then, and what it learnt since describes a schema a rollback undoes.
+    /// The open transaction changed the schema. The statement cache was
+    /// cleared then, and what it learnt since describes a schema a rollback
+    /// undoes.
     schema_changed: bool,
     /// Pages in the WAL after the last commit (SQLite's WAL hook).
     wal_pages: Arc<AtomicU32>,
@@ -357,7 +362,7 @@ impl Engine {
             .map_err(sql_error)?;
         conn.execute_batch("PRAGMA synchronous = FULL")
             .map_err(sql_error)?;
-        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        conn.set_prepared_statement_cache_capacity(INTERNAL_STATEMENTS);
         conn.execute_batch(&format!(
             "CREATE TABLE IF NOT EXISTS {LOG_TABLE} (
                 seq INTEGER PRIMARY KEY,
@@ -945,8 +950,8 @@ impl Engine {
 
     /// `query` or `run` outside an interactive transaction.
     fn single(&mut self, id: RequestId, sql: &str, params: &[Value], rows: bool) -> Outcome {
-        // Whether it writes comes from the access cache, which the run
-        // reuses: no second lookup or prepare per request.
+        // Whether it writes comes from the statement's cache entry, which
+        // also holds it prepared for the run.
         let access = match self.access(sql) {
             Ok(access) => access,
             Err(e) => return Outcome::reply(Err(e)),
