@@ -518,14 +518,32 @@ impl Engine {
         Ok(access)
     }
 
-    /// The prepared statement of `sql` (analysed first if it is not
-    /// cached), with the connection.
-    fn statement(&mut self, sql: &str) -> SqlResult<(&mut SqlStatement<'static>, &Connection)> {
-        if !self.prepared.contains_key(sql) {
-            self.access(sql)?;
+    /// Runs `run` on the prepared statement of `sql` (analysed first if it
+    /// is not cached) with the connection.
+    fn with_statement<R>(
+        &mut self,
+        sql: &str,
+        run: impl FnOnce(&mut SqlStatement<'static>, &Connection) -> SqlResult<R>,
+    ) -> SqlResult<R> {
+        fn run_and_clear<R>(
+            stmt: &mut SqlStatement<'static>,
+            conn: &Connection,
+            run: impl FnOnce(&mut SqlStatement<'static>, &Connection) -> SqlResult<R>,
+        ) -> SqlResult<R> {
+            let result = run(stmt, conn);
+            // A cached statement would otherwise keep its last values (a
+            // large text or blob) until its next use.
+            stmt.clear_bindings();
+            result
         }
+        // One lookup when cached (the usual case): `run` returns nothing that
+        // borrows the map, so this early return satisfies the borrow checker.
+        if let Some(p) = self.prepared.get_mut(sql) {
+            return run_and_clear(&mut p.stmt, &self.conn, run);
+        }
+        self.access(sql)?;
         match self.prepared.get_mut(sql) {
-            Some(p) => Ok((&mut p.stmt, &self.conn)),
+            Some(p) => run_and_clear(&mut p.stmt, &self.conn, run),
             None => Err(Error::internal(
                 "a statement left the cache as it was prepared",
             )),
@@ -928,19 +946,15 @@ impl Engine {
         if access.transaction_control {
             return Err(transaction_control_error());
         }
-        let (stmt, conn) = self.statement(sql)?;
-        let reply = bind(stmt, params.iter().map(WireValue::from)).and_then(|()| {
+        let reply = self.with_statement(sql, |stmt, conn| {
+            bind(stmt, params.iter().map(WireValue::from))?;
             if rows {
                 Ok(Reply::Rows(read_rows(stmt, access.columns.clone())?))
             } else {
                 step_to_end(stmt)?;
                 Ok(Reply::Run(run_result(conn, access)))
             }
-        });
-        // A cached statement would otherwise keep its last values (a large
-        // text or blob) until its next use.
-        stmt.clear_bindings();
-        let reply = reply?;
+        })?;
         writes.extend(access.writes.iter().cloned());
         if access.schema_change {
             self.note_schema_change();
@@ -991,29 +1005,26 @@ impl Engine {
         let mut cursor = statements.cursor();
         let mut params = Vec::new();
         let mut next = cursor.next(&mut params);
-        while let Some(sql) = next {
+        while let Some(sql) = next.take() {
             let n = results.len() + 1;
             let sql = sql.map_err(|e| numbered(n, e.into()))?;
             let access = self.access(sql).map_err(|e| numbered(n, e))?;
             if access.transaction_control {
                 return Err(numbered(n, transaction_control_error()));
             }
-            let (stmt, conn) = self.statement(sql).map_err(|e| numbered(n, e))?;
-            loop {
-                if let Err(e) = bind(stmt, params.iter().copied()).and_then(|()| step_to_end(stmt))
-                {
-                    stmt.clear_bindings();
-                    return Err(numbered(results.len() + 1, e));
-                }
+            // Cached by access() just above: any error comes from a run, and
+            // is numbered there.
+            self.with_statement(sql, |stmt, conn| loop {
+                bind(stmt, params.iter().copied())
+                    .and_then(|()| step_to_end(stmt))
+                    .map_err(|e| numbered(results.len() + 1, e))?;
                 results.push(run_result(conn, &access));
                 next = cursor.next(&mut params);
-                match next {
-                    Some(Ok(s)) if std::ptr::eq(s, sql) || s == sql => {}
-                    _ => break,
+                match &next {
+                    Some(Ok(s)) if std::ptr::eq(*s, sql) || *s == sql => {}
+                    _ => return Ok(()),
                 }
-            }
-            // A cached statement would otherwise keep its last values.
-            stmt.clear_bindings();
+            })?;
             writes.extend(access.writes.iter().cloned());
             if access.schema_change {
                 self.note_schema_change();
