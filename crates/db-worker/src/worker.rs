@@ -10,8 +10,8 @@ use std::rc::{Rc, Weak};
 use js_sys::{Array, ArrayBuffer, Uint8Array};
 use rusqlite::{Connection, OpenFlags};
 use sqlite_tabs_protocol::{
-    decode, encode, names, peek_request_id, Answer, ClientId, Epoch, Error, ErrorCode, FromWorker,
-    OpenInfo, OpenParams, RequestEnvelope, Storage, ToWorker,
+    decode, encode, names, peek_request_id, Answer, ClientId, Epoch, Error, ErrorCode, FromRouter,
+    FromWorker, OpenInfo, OpenParams, RequestEnvelope, Storage, ToWorker,
 };
 use sqlite_wasm_vfs::sahpool::{self, OpfsSAHError, OpfsSAHPoolCfgBuilder, OpfsSAHPoolUtil};
 use wasm_bindgen::prelude::*;
@@ -219,6 +219,11 @@ struct Worker {
     kick: MessageChannel,
     _on_kick: RefCell<Option<Closure<dyn FnMut()>>>,
     ports: RefCell<HashMap<ClientId, Attached>>,
+    /// The router's link to this worker ([`ToWorker::RouterLink`]): tabs are
+    /// attached and let go through it. Kept after stepping down, as the
+    /// router keeps sending to the last leader until the next one is ready:
+    /// a tab attached meanwhile is answered (not the leader) as before.
+    router_link: RefCell<Option<(MessagePort, PortHandler)>>,
     /// The client of this worker's own tab once it sends requests on the
     /// worker's own channel (when this worker leads): answered there too.
     local: Cell<Option<ClientId>>,
@@ -470,6 +475,12 @@ impl Worker {
             },
             Ok(ToWorker::Gone { client }) => self.gone(client),
             Ok(ToWorker::Warm) => self.warm(),
+            Ok(ToWorker::RouterLink) => match event.ports().get(0).dyn_into::<MessagePort>() {
+                Ok(port) => self.link_router(port),
+                Err(_) => self.post(&FromWorker::Rejected(Error::bad_request(
+                    "RouterLink arrived without its MessagePort",
+                ))),
+            },
             Err(e) => self.reject(&bytes, e.into(), None),
         }
     }
@@ -523,6 +534,37 @@ impl Worker {
             },
         ) {
             old.port.close();
+        }
+    }
+
+    /// Listens to the router on `port`, replacing an earlier link.
+    fn link_router(self: &Rc<Self>, port: MessagePort) {
+        let weak: Weak<Worker> = Rc::downgrade(self);
+        let handler = PortHandler::new(move |event: MessageEvent| {
+            let Some(worker) = weak.upgrade() else { return };
+            let Some(bytes) = message_bytes(&event.data()) else {
+                return;
+            };
+            match decode::<FromRouter>(&bytes) {
+                Ok(FromRouter::Attach { client, .. }) => {
+                    match event.ports().get(0).dyn_into::<MessagePort>() {
+                        Ok(port) => worker.attach(client, port),
+                        Err(_) => web_sys::console::warn_1(
+                            &"sqlite-tabs worker: Attach arrived without its MessagePort".into(),
+                        ),
+                    }
+                }
+                Ok(FromRouter::Gone { client }) => worker.gone(client),
+                // The router sends nothing else on this link.
+                Ok(_) => {}
+                Err(e) => web_sys::console::warn_1(
+                    &format!("sqlite-tabs worker: from the router: {e}").into(),
+                ),
+            }
+        });
+        port.set_onmessage(Some(handler.as_ref().unchecked_ref()));
+        if let Some((old, _)) = self.router_link.borrow_mut().replace((port, handler)) {
+            old.close();
         }
     }
 
@@ -789,6 +831,7 @@ pub fn start(early: Array) {
         kick,
         _on_kick: RefCell::new(None),
         ports: RefCell::new(HashMap::new()),
+        router_link: RefCell::new(None),
         local: Cell::new(None),
         warmed: Cell::new(false),
         fallback: RefCell::new(None),

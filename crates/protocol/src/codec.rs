@@ -150,6 +150,7 @@ mod tests {
         }));
         roundtrip(ToWorker::Close);
         roundtrip(ToWorker::Warm);
+        roundtrip(ToWorker::RouterLink);
         roundtrip(ToWorker::Attach {
             client: ClientId(5),
         });

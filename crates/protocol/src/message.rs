@@ -280,6 +280,12 @@ pub enum ToWorker {
     /// this message loads it afterwards and compiles SQLite's common paths
     /// on a throwaway in-memory database, so that a takeover opens faster.
     Warm,
+    /// The `MessagePort` attached to this message is the router's link to
+    /// this worker while it leads (its tab sends the other end with
+    /// [`ToRouter::LeaderReady`]). The router sends [`FromRouter::Attach`]
+    /// (with the client's port) and [`FromRouter::Gone`] on it, so that tabs
+    /// joining or leaving do not wait for the leader tab's main thread.
+    RouterLink,
 }
 
 /// Messages from a database worker.
@@ -349,7 +355,9 @@ pub enum ToRouter {
         tab_lock: String,
     },
     /// This tab holds the leader lock and its worker opened the database in
-    /// this epoch.
+    /// this epoch. The message may carry a `MessagePort`: the other end of
+    /// the worker's [`ToWorker::RouterLink`], where the router then sends
+    /// [`FromRouter::Attach`] and [`FromRouter::Gone`] instead of to the tab.
     LeaderReady {
         /// The leader's client.
         client: ClientId,
@@ -374,15 +382,17 @@ pub enum FromRouter {
         /// The leader's client.
         leader: ClientId,
     },
-    /// To the leader: hand the attached port to your worker; `client` talks
-    /// through it.
+    /// To the leader's worker on its [`ToWorker::RouterLink`] (or, without
+    /// one, to the leader's tab, which hands the port to its worker): the
+    /// attached port carries the requests of `client`.
     Attach {
         /// The leader term.
         epoch: Epoch,
         /// The client at the other end of the port.
         client: ClientId,
     },
-    /// To the leader: `client` is gone; roll back its transaction.
+    /// To the leader's worker on its router link (or to the leader's tab):
+    /// `client` is gone; roll back its transaction.
     Gone {
         /// The departed client.
         client: ClientId,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
 use js_sys::{Array, ArrayBuffer, Function, Uint8Array};
-use sqlite_tabs_protocol::{decode, encode, ClientId, FromRouter, ToRouter};
+use sqlite_tabs_protocol::{decode, encode, ClientId, Epoch, FromRouter, ToRouter};
 use wasm_bindgen::prelude::*;
 use web_sys::{MessageChannel, MessageEvent, MessagePort, SharedWorkerGlobalScope};
 
@@ -34,6 +34,17 @@ pub struct Router {
     tabs: RefCell<HashMap<ClientId, Tab>>,
     // Ports that connected but have not said Hello yet.
     unnamed: RefCell<Vec<(MessagePort, Handler)>>,
+    /// The current leader's link to its worker (sent with LeaderReady):
+    /// Attach and Gone go there rather than through the leader tab's main
+    /// thread, which may be busy for a long while (a page's own work).
+    leader_link: RefCell<Option<LeaderLink>>,
+}
+
+/// A port to the leader's worker, for the leader `client` of `epoch`.
+struct LeaderLink {
+    client: ClientId,
+    epoch: Epoch,
+    port: MessagePort,
 }
 
 fn post(port: &MessagePort, message: &FromRouter, extra: Option<&MessagePort>) {
@@ -51,7 +62,8 @@ fn post(port: &MessagePort, message: &FromRouter, extra: Option<&MessagePort>) {
 }
 
 impl Router {
-    fn on_message(self: &Rc<Self>, port: &MessagePort, data: JsValue) {
+    fn on_message(self: &Rc<Self>, port: &MessagePort, event: &MessageEvent) {
+        let data = event.data();
         let Some(buffer) = data.dyn_ref::<ArrayBuffer>() else {
             return;
         };
@@ -69,7 +81,10 @@ impl Router {
                 self.registry.borrow_mut().hello(client, tab_lock)
             }
             ToRouter::LeaderReady { client, epoch } => {
-                self.registry.borrow_mut().leader_ready(client, epoch)
+                let actions = self.registry.borrow_mut().leader_ready(client, epoch);
+                let link = event.ports().get(0).dyn_into::<MessagePort>().ok();
+                self.set_leader_link(client, epoch, link);
+                actions
             }
             ToRouter::Bye { client } => self.forget(client),
         };
@@ -91,9 +106,47 @@ impl Router {
         }
     }
 
+    /// Keeps `link`, the port to the worker of the leader that just said
+    /// LeaderReady, if the registry took that tab as the leader of `epoch`;
+    /// an earlier leader's link is closed either way once it is replaced.
+    fn set_leader_link(&self, client: ClientId, epoch: Epoch, link: Option<MessagePort>) {
+        let leads = self.registry.borrow().leader() == Some((client, epoch));
+        if !leads {
+            if let Some(port) = link {
+                port.close();
+            }
+            return;
+        }
+        let new = link.map(|port| LeaderLink {
+            client,
+            epoch,
+            port,
+        });
+        if let Some(old) = std::mem::replace(&mut *self.leader_link.borrow_mut(), new) {
+            old.port.close();
+        }
+    }
+
+    /// Where a message for the worker of `leader` goes: its link when the
+    /// router has one for that leader and epoch, else the leader's tab.
+    fn leader_port(&self, leader: ClientId, epoch: Option<Epoch>) -> Option<MessagePort> {
+        if let Some(link) = &*self.leader_link.borrow() {
+            if link.client == leader && epoch.is_none_or(|e| e == link.epoch) {
+                return Some(link.port.clone());
+            }
+        }
+        self.tabs.borrow().get(&leader).map(|tab| tab.port.clone())
+    }
+
     fn forget(&self, client: ClientId) -> Vec<Action> {
         if let Some(tab) = self.tabs.borrow_mut().remove(&client) {
             tab.port.close();
+        }
+        let linked = matches!(&*self.leader_link.borrow(), Some(link) if link.client == client);
+        if linked {
+            if let Some(link) = self.leader_link.borrow_mut().take() {
+                link.port.close();
+            }
         }
         self.registry.borrow_mut().gone(client)
     }
@@ -118,17 +171,18 @@ impl Router {
                     leader,
                     client,
                 } => {
+                    let Some(leader_port) = self.leader_port(leader, Some(epoch)) else {
+                        continue;
+                    };
                     let tabs = self.tabs.borrow();
-                    let (Some(leader_tab), Some(client_tab)) =
-                        (tabs.get(&leader), tabs.get(&client))
-                    else {
+                    let Some(client_tab) = tabs.get(&client) else {
                         continue;
                     };
                     let Ok(channel) = MessageChannel::new() else {
                         continue;
                     };
                     post(
-                        &leader_tab.port,
+                        &leader_port,
                         &FromRouter::Attach { epoch, client },
                         Some(&channel.port2()),
                     );
@@ -137,6 +191,14 @@ impl Router {
                         &FromRouter::Connect { epoch, leader },
                         Some(&channel.port1()),
                     );
+                }
+                Action::Send {
+                    to,
+                    message: message @ FromRouter::Gone { .. },
+                } => {
+                    if let Some(port) = self.leader_port(to, None) {
+                        post(&port, &message, None);
+                    }
                 }
                 Action::Send { to, message } => {
                     if let Some(tab) = self.tabs.borrow().get(&to) {
@@ -177,7 +239,7 @@ impl Router {
         let reply_port = port.clone();
         let handler = Handler::new(move |event: MessageEvent| {
             if let Some(router) = weak.upgrade() {
-                router.on_message(&reply_port, event.data());
+                router.on_message(&reply_port, &event);
             }
         });
         port.set_onmessage(Some(handler.as_ref().unchecked_ref()));

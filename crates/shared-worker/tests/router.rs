@@ -90,6 +90,15 @@ impl Tab {
             .unwrap();
     }
 
+    /// Sends `message` with `port` transferred along.
+    fn send_with(&self, message: &ToRouter, port: &MessagePort) {
+        let bytes = Uint8Array::from(encode(message).as_slice());
+        let transfer = Array::of2(&bytes.buffer(), port);
+        self.port
+            .post_message_with_transferable(&bytes.buffer(), &transfer)
+            .unwrap();
+    }
+
     /// The next message, with the port it carries if any.
     async fn recv(&self) -> (FromRouter, Option<MessagePort>) {
         let event: MessageEvent = JsFuture::from(self.inbox.next(5000))
@@ -225,4 +234,103 @@ async fn brokers_direct_ports_and_fails_over_when_the_leader_dies() {
     assert!(saw_gone, "the leader is told that C left");
     b.lock.release();
     c.lock.release();
+}
+
+/// The next message on a worker's end of its router link.
+async fn recv_on(inbox: &Inbox) -> (FromRouter, Option<MessagePort>) {
+    let event: MessageEvent = JsFuture::from(inbox.next(5000))
+        .await
+        .expect("a message on the link")
+        .unchecked_into();
+    let bytes = Uint8Array::new(&event.data()).to_vec();
+    let port = event.ports().get(0).dyn_into::<MessagePort>().ok();
+    (decode(&bytes).unwrap(), port)
+}
+
+/// The clients the next `n` Attach messages on `link` are for (each with its port).
+async fn attached_on(link: &Inbox, n: usize) -> Vec<ClientId> {
+    let mut clients = Vec::new();
+    for _ in 0..n {
+        match recv_on(link).await {
+            (FromRouter::Attach { client, .. }, Some(_)) => clients.push(client),
+            other => panic!("expected Attach with a port, got {:?}", other.0),
+        }
+    }
+    clients.sort();
+    clients
+}
+
+#[wasm_bindgen_test]
+async fn a_leader_link_takes_attach_and_gone_off_the_leader_tab() {
+    let router = Router::new();
+    let a = Tab::join(&router, 1).await;
+    let b = Tab::join(&router, 2).await;
+
+    // A leads with a link to its worker: the Attach messages go there, the
+    // tab itself only hears Connect.
+    let a_link = MessageChannel::new().unwrap();
+    let a_worker = inbox(&a_link.port1());
+    a.send_with(
+        &ToRouter::LeaderReady {
+            client: a.client,
+            epoch: Epoch(1),
+        },
+        &a_link.port2(),
+    );
+    assert_eq!(attached_on(&a_worker, 2).await, vec![a.client, b.client]);
+    assert!(matches!(
+        a.recv().await,
+        (FromRouter::Connect { epoch: Epoch(1), leader }, Some(_)) if leader == a.client
+    ));
+    assert!(matches!(
+        b.recv().await,
+        (FromRouter::Connect { epoch: Epoch(1), leader }, Some(_)) if leader == a.client
+    ));
+
+    // A stale claim's link is not used: a tab joining is attached on A's.
+    let stale = MessageChannel::new().unwrap();
+    let stale_worker = inbox(&stale.port1());
+    b.send_with(
+        &ToRouter::LeaderReady {
+            client: b.client,
+            epoch: Epoch(1),
+        },
+        &stale.port2(),
+    );
+    let c = Tab::join(&router, 3).await;
+    assert_eq!(attached_on(&a_worker, 1).await, vec![c.client]);
+
+    // A tab leaving is reported on the link too.
+    c.send(&ToRouter::Bye { client: c.client });
+    assert_eq!(
+        recv_on(&a_worker).await.0,
+        FromRouter::Gone { client: c.client }
+    );
+    // Nothing of this reached A's tab: the next thing it hears is the
+    // answer to a Hello sent now (the router's messages to a port keep
+    // their order).
+    a.send(&ToRouter::Hello {
+        client: a.client,
+        tab_lock: "unused: A is registered already".into(),
+    });
+    assert_eq!(a.recv().await.0, FromRouter::Welcome);
+    assert!(
+        JsFuture::from(stale_worker.next(50)).await.is_err(),
+        "the stale claim's link got a message"
+    );
+
+    // A dies; B leads in epoch 2 with its own link, where tabs now attach.
+    a.lock.release();
+    assert_eq!(b.recv().await.0, FromRouter::LeaderLost { epoch: Epoch(1) });
+    let b_link = MessageChannel::new().unwrap();
+    let b_worker = inbox(&b_link.port1());
+    b.send_with(
+        &ToRouter::LeaderReady {
+            client: b.client,
+            epoch: Epoch(2),
+        },
+        &b_link.port2(),
+    );
+    assert_eq!(attached_on(&b_worker, 1).await, vec![b.client]);
+    b.lock.release();
 }
