@@ -53,6 +53,55 @@ for (const withSharedWorker of [true, false]) {
       expect(seen).toEqual([{ n: 1 }]);
     });
 
+    test("a tab joins, reads and writes while the leader tab's main thread is busy", async ({
+      context,
+    }) => {
+      // The leader's page may be busy with the app's own work (a long
+      // render, say): a tab joining must not wait for it, as it is the
+      // leader's worker that serves it. The router runs in the process of
+      // the tab that started it (R), and Chromium hands a new tab's
+      // connection to it through that process's main thread, so here the
+      // busy leader (L) is another tab: R steps down and L takes over.
+      const [r, l] = await openTabs(context, 2, withSharedWorker);
+      expect(await r.evaluate(() => window.db.isLeader)).toBe(true);
+      await r.evaluate(() => window.db.stepDown());
+      await expect.poll(() => l.evaluate(() => window.db.isLeader), { timeout: 20_000 }).toBe(true);
+      const marker = uniqueMarker('busy');
+      await l.evaluate(async (marker) => {
+        await window.db.exec('CREATE TABLE IF NOT EXISTS e2e_busy (marker TEXT NOT NULL, v TEXT)');
+        await window.db.run('INSERT INTO e2e_busy VALUES (?, ?)', [marker, 'before']);
+      }, marker);
+
+      // L's main thread spins for 6 s, starting once this evaluate runs.
+      const busy = l.evaluate(() => {
+        const start = Date.now();
+        while (Date.now() < start + 6000);
+        return { start, end: Date.now() };
+      });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const j = await context.newPage();
+      forwardPageErrors(j, 'tab J');
+      await openDemo(j);
+      const served = await j.evaluate(async (marker) => {
+        const rows = await window.db.query('SELECT v FROM e2e_busy WHERE marker = ?', [marker]);
+        await window.db.run('INSERT INTO e2e_busy VALUES (?, ?)', [marker, 'from J']);
+        return { rows, at: Date.now(), leader: window.db.isLeader };
+      }, marker);
+      const { start, end } = await busy;
+
+      expect(served.leader).toBe(false);
+      expect(served.rows).toEqual([{ v: 'before' }]);
+      // J was served (its write acknowledged) while L was still spinning.
+      expect(start).toBeLessThan(served.at);
+      expect(served.at).toBeLessThan(end);
+      // L, free again, reads J's write.
+      const seen = await l.evaluate(
+        (marker) => window.db.query('SELECT v FROM e2e_busy WHERE marker = ? ORDER BY rowid', [marker]),
+        marker,
+      );
+      expect(seen).toEqual([{ v: 'before' }, { v: 'from J' }]);
+    });
+
     test('exactly one tab leads; when it closes another takes over with the data', async ({
       context,
     }) => {

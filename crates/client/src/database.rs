@@ -16,8 +16,8 @@ use sqlite_tabs_protocol::{
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, spawn_local, JsFuture};
 use web_sys::{
-    BroadcastChannel, ErrorEvent, MessageEvent, MessagePort, SharedWorker, Worker, WorkerOptions,
-    WorkerType,
+    BroadcastChannel, ErrorEvent, MessageChannel, MessageEvent, MessagePort, SharedWorker, Worker,
+    WorkerOptions, WorkerType,
 };
 
 use crate::convert::{
@@ -296,12 +296,39 @@ impl Inner {
     }
 
     fn post_router(&self, message: &ToRouter) {
+        self.post_router_with(message, None);
+    }
+
+    /// Posts to the router with `port` transferred along, if any.
+    fn post_router_with(&self, message: &ToRouter, port: Option<&JsValue>) {
         let router = self.router.borrow();
         let Some(router) = router.as_ref() else {
             return;
         };
-        if let Err(e) = send_to_port(router, &encode(message), None) {
+        if let Err(e) = send_to_port(router, &encode(message), port) {
             web_sys::console::error_1(&format!("sqlite-tabs: {e}").into());
+        }
+    }
+
+    /// Tells the router that this tab's worker leads in `epoch`, with a
+    /// port to that worker: the router attaches joining tabs there, so they
+    /// do not wait for this page's main thread (busy with the app's own
+    /// work at times). Without the port it sends them through this tab.
+    fn announce_leader(&self, epoch: Epoch) {
+        let message = ToRouter::LeaderReady {
+            client: self.client,
+            epoch,
+        };
+        if self.router.borrow().is_none() {
+            return;
+        }
+        let link = MessageChannel::new().ok().filter(|channel| {
+            self.post_worker(&ToWorker::RouterLink, Some(&channel.port1()))
+                .is_ok()
+        });
+        match link {
+            Some(channel) => self.post_router_with(&message, Some(&channel.port2())),
+            None => self.post_router(&message),
         }
     }
 
@@ -515,10 +542,7 @@ impl Inner {
             tab_lock: names::tab_lock(&self.name, self.client),
         });
         if self.is_leader.get() {
-            self.post_router(&ToRouter::LeaderReady {
-                client: self.client,
-                epoch: self.epoch.get(),
-            });
+            self.announce_leader(self.epoch.get());
         }
     }
 
@@ -843,10 +867,7 @@ impl Inner {
                 self.storage.set(info.storage);
                 self.lead_epoch.set(Some(info.epoch));
                 self.set_leader(true);
-                self.post_router(&ToRouter::LeaderReady {
-                    client: self.client,
-                    epoch: info.epoch,
-                });
+                self.announce_leader(info.epoch);
                 // Serve this tab at once: the router's link to its own
                 // worker (a round trip through the router) and asking where
                 // the commit sequence stands (one more) add nothing here.
