@@ -5,6 +5,8 @@
 // then run a probe against each in turn (interleaved: this machine's speed drifts):
 //   SQLITE_TABS_BASE_URL=http://127.0.0.1:8201 REPS=5 QUIET=1 node bench/w7probe.mjs
 //   SQLITE_TABS_BASE_URL=http://127.0.0.1:8201 RUNS=10 ONLY=close node bench/failover.mjs
+// CACHE_CONTROL='max-age=3600' serves the package cacheable instead (to see
+// what the HTTP cache and V8's code cache change).
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -16,7 +18,7 @@ const types = { '.js': 'text/javascript', '.wasm': 'application/wasm', '.json': 
 const headers = {
   'Cross-Origin-Opener-Policy': 'same-origin',
   'Cross-Origin-Embedder-Policy': 'require-corp',
-  'Cache-Control': 'no-store',
+  'Cache-Control': process.env.CACHE_CONTROL ?? 'no-store',
 };
 http
   .createServer((req, res) => {
