@@ -2,7 +2,7 @@
 // Runs the workload three times to warm up, then once under V8's sampling
 // profiler and prints the top functions by self time. With a running
 // `cargo xtask serve --isolated --no-build --port 8191`:
-//   cd tests && SQLITE_TABS_BASE_URL=http://127.0.0.1:8191 node bench/profile.mjs w2|w4|w5|select1
+//   cd tests && SQLITE_TABS_BASE_URL=http://127.0.0.1:8191 node bench/profile.mjs w2|w4|w5|select1|echo
 // TARGET=db-worker profiles the database worker instead of the page (through
 // CDP's Target.sendMessageToTarget); FOLLOWER=1 runs it from a follower tab.
 import { chromium } from '@playwright/test';
@@ -29,6 +29,7 @@ if (process.env.FOLLOWER) {
   });
 }
 const which = process.argv[2] || 'w2';
+if (process.env.BINARY) await page2.evaluate(() => (window.__binary = true));
 const body = {
   w2: async (r) => {
     const db = window.db;
@@ -36,6 +37,27 @@ const body = {
     const stmts = Array.from({ length: 100000 }, (_, i) => ({ sql: `INSERT INTO w2_${r}(a, b) VALUES (?, ?)`, params: [`row ${i}`, i] }));
     const t0 = performance.now();
     await db.batch(stmts);
+    return performance.now() - t0;
+  },
+  // The raw floor of select1 (W0): a plain JS echo worker, numbers or
+  // 32-byte ArrayBuffers (BINARY=1), 10,000 round trips.
+  echo: async () => {
+    window.echoWorker ??= new Worker('/bench/raw/echo-worker.js');
+    const target = window.echoWorker;
+    const binary = window.__binary;
+    const t0 = performance.now();
+    for (let i = 0; i < 10000; i++) {
+      await new Promise((res) => {
+        target.onmessage = res;
+        if (binary) {
+          const bytes = new Uint8Array(32);
+          bytes[0] = i;
+          target.postMessage(bytes.buffer);
+        } else {
+          target.postMessage(i);
+        }
+      });
+    }
     return performance.now() - t0;
   },
   select1: async () => {
