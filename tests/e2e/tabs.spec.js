@@ -102,6 +102,61 @@ for (const withSharedWorker of [true, false]) {
       expect(seen).toEqual([{ v: 'before' }, { v: 'from J' }]);
     });
 
+    test("a follower closing mid-transaction is rolled back while the leader tab's main thread is busy", async ({
+      context,
+    }) => {
+      // F holds an interactive transaction (every other write waits behind
+      // it) when its tab closes. The leader's worker must hear of it and roll
+      // it back at once, not when its 30 s lease runs out, even while the
+      // leader's page (L) is busy: the router tells the worker directly. As
+      // above, the router's own tab (R) is not the busy one.
+      const [r, l, f, g] = await openTabs(context, 4, withSharedWorker);
+      expect(await r.evaluate(() => window.db.isLeader)).toBe(true);
+      await r.evaluate(() => window.db.stepDown());
+      await expect.poll(() => l.evaluate(() => window.db.isLeader), { timeout: 20_000 }).toBe(true);
+      const marker = uniqueMarker('gone');
+      await l.evaluate(() =>
+        window.db.exec('CREATE TABLE IF NOT EXISTS e2e_gone (marker TEXT NOT NULL, v TEXT)'),
+      );
+      await f.evaluate((marker) => {
+        window.db
+          .transaction(async (tx) => {
+            await tx.run('INSERT INTO e2e_gone VALUES (?, ?)', [marker, 'from F, never committed']);
+            window.inTransaction = true;
+            await new Promise(() => {}); // holds the transaction until the tab goes
+          })
+          .catch(() => {});
+      }, marker);
+      await f.waitForFunction(() => window.inTransaction === true);
+      // G's write queues behind F's transaction.
+      await g.evaluate((marker) => {
+        window.written = window.db
+          .run('INSERT INTO e2e_gone VALUES (?, ?)', [marker, 'from G'])
+          .then(() => Date.now());
+      }, marker);
+
+      const busy = l.evaluate(() => {
+        const start = Date.now();
+        while (Date.now() < start + 6000);
+        return { start, end: Date.now() };
+      });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const closedAt = Date.now();
+      await f.close();
+      const writtenAt = await g.evaluate(() => window.written);
+      const { start, end } = await busy;
+
+      // G's write went through after F left and while L was still spinning.
+      expect(start).toBeLessThan(closedAt);
+      expect(closedAt).toBeLessThan(writtenAt);
+      expect(writtenAt).toBeLessThan(end);
+      const rows = await l.evaluate(
+        (marker) => window.db.query('SELECT v FROM e2e_gone WHERE marker = ?', [marker]),
+        marker,
+      );
+      expect(rows).toEqual([{ v: 'from G' }]);
+    });
+
     test('exactly one tab leads; when it closes another takes over with the data', async ({
       context,
     }) => {
