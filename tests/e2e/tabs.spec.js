@@ -24,6 +24,30 @@ async function openTabs(context, n, withSharedWorker) {
 /** `db.isLeader` of every tab. */
 const leaderFlags = (tabs) => Promise.all(tabs.map((p) => p.evaluate(() => window.db.isLeader)));
 
+/**
+ * Makes `l` lead instead of `r`, the first tab: the router runs in the process
+ * of the tab that started it, and Chromium hands a new tab's connection to it
+ * through that process's main thread, so a test that keeps the leader's main
+ * thread busy needs a leader other than the router's tab.
+ */
+async function leadInsteadOfFirstTab(r, l) {
+  expect(await r.evaluate(() => window.db.isLeader)).toBe(true);
+  await r.evaluate(() => window.db.stepDown());
+  await expect.poll(() => l.evaluate(() => window.db.isLeader), { timeout: 20_000 }).toBe(true);
+}
+
+/**
+ * Spins `page`'s main thread for `ms` (an app's long task) from when the
+ * evaluate runs; resolves to its `{ start, end }` (Date.now()).
+ */
+function spin(page, ms) {
+  return page.evaluate((ms) => {
+    const start = Date.now();
+    while (Date.now() < start + ms);
+    return { start, end: Date.now() };
+  }, ms);
+}
+
 for (const withSharedWorker of [true, false]) {
   test.describe(withSharedWorker ? 'with the SharedWorker router' : 'without SharedWorker', () => {
     if (!withSharedWorker) {
@@ -56,28 +80,18 @@ for (const withSharedWorker of [true, false]) {
     test("a tab joins, reads and writes while the leader tab's main thread is busy", async ({
       context,
     }) => {
-      // The leader's page may be busy with the app's own work (a long
+      // The leader's page (L) may be busy with the app's own work (a long
       // render, say): a tab joining must not wait for it, as it is the
-      // leader's worker that serves it. The router runs in the process of
-      // the tab that started it (R), and Chromium hands a new tab's
-      // connection to it through that process's main thread, so here the
-      // busy leader (L) is another tab: R steps down and L takes over.
+      // leader's worker that serves it.
       const [r, l] = await openTabs(context, 2, withSharedWorker);
-      expect(await r.evaluate(() => window.db.isLeader)).toBe(true);
-      await r.evaluate(() => window.db.stepDown());
-      await expect.poll(() => l.evaluate(() => window.db.isLeader), { timeout: 20_000 }).toBe(true);
+      await leadInsteadOfFirstTab(r, l);
       const marker = uniqueMarker('busy');
       await l.evaluate(async (marker) => {
         await window.db.exec('CREATE TABLE IF NOT EXISTS e2e_busy (marker TEXT NOT NULL, v TEXT)');
         await window.db.run('INSERT INTO e2e_busy VALUES (?, ?)', [marker, 'before']);
       }, marker);
 
-      // L's main thread spins for 6 s, starting once this evaluate runs.
-      const busy = l.evaluate(() => {
-        const start = Date.now();
-        while (Date.now() < start + 6000);
-        return { start, end: Date.now() };
-      });
+      const busy = spin(l, 6000);
       await new Promise((resolve) => setTimeout(resolve, 300));
       const j = await context.newPage();
       forwardPageErrors(j, 'tab J');
@@ -108,12 +122,9 @@ for (const withSharedWorker of [true, false]) {
       // F holds an interactive transaction (every other write waits behind
       // it) when its tab closes. The leader's worker must hear of it and roll
       // it back at once, not when its 30 s lease runs out, even while the
-      // leader's page (L) is busy: the router tells the worker directly. As
-      // above, the router's own tab (R) is not the busy one.
+      // leader's page (L) is busy: the router tells the worker directly.
       const [r, l, f, g] = await openTabs(context, 4, withSharedWorker);
-      expect(await r.evaluate(() => window.db.isLeader)).toBe(true);
-      await r.evaluate(() => window.db.stepDown());
-      await expect.poll(() => l.evaluate(() => window.db.isLeader), { timeout: 20_000 }).toBe(true);
+      await leadInsteadOfFirstTab(r, l);
       const marker = uniqueMarker('gone');
       await l.evaluate(() =>
         window.db.exec('CREATE TABLE IF NOT EXISTS e2e_gone (marker TEXT NOT NULL, v TEXT)'),
@@ -135,11 +146,7 @@ for (const withSharedWorker of [true, false]) {
           .then(() => Date.now());
       }, marker);
 
-      const busy = l.evaluate(() => {
-        const start = Date.now();
-        while (Date.now() < start + 6000);
-        return { start, end: Date.now() };
-      });
+      const busy = spin(l, 6000);
       await new Promise((resolve) => setTimeout(resolve, 300));
       const closedAt = Date.now();
       await f.close();

@@ -84,16 +84,20 @@ impl Tab {
     }
 
     fn send(&self, message: &ToRouter) {
-        let bytes = Uint8Array::from(encode(message).as_slice());
-        self.port
-            .post_message_with_transferable(&bytes.buffer(), &Array::of1(&bytes.buffer()))
-            .unwrap();
+        self.post(message, None);
     }
 
     /// Sends `message` with `port` transferred along.
     fn send_with(&self, message: &ToRouter, port: &MessagePort) {
+        self.post(message, Some(port));
+    }
+
+    fn post(&self, message: &ToRouter, port: Option<&MessagePort>) {
         let bytes = Uint8Array::from(encode(message).as_slice());
-        let transfer = Array::of2(&bytes.buffer(), port);
+        let transfer = Array::of1(&bytes.buffer());
+        if let Some(port) = port {
+            transfer.push(port);
+        }
         self.port
             .post_message_with_transferable(&bytes.buffer(), &transfer)
             .unwrap();
@@ -101,13 +105,7 @@ impl Tab {
 
     /// The next message, with the port it carries if any.
     async fn recv(&self) -> (FromRouter, Option<MessagePort>) {
-        let event: MessageEvent = JsFuture::from(self.inbox.next(5000))
-            .await
-            .expect("a message from the router")
-            .unchecked_into();
-        let bytes = Uint8Array::new(&event.data()).to_vec();
-        let port = event.ports().get(0).dyn_into::<MessagePort>().ok();
-        (decode(&bytes).unwrap(), port)
+        recv_on(&self.inbox).await
     }
 }
 
@@ -236,11 +234,12 @@ async fn brokers_direct_ports_and_fails_over_when_the_leader_dies() {
     c.lock.release();
 }
 
-/// The next message on a worker's end of its router link.
+/// The next message from the router on `inbox` (a tab's connection, or a
+/// worker's end of its router link), with the port it carries if any.
 async fn recv_on(inbox: &Inbox) -> (FromRouter, Option<MessagePort>) {
     let event: MessageEvent = JsFuture::from(inbox.next(5000))
         .await
-        .expect("a message on the link")
+        .expect("a message from the router")
         .unchecked_into();
     let bytes = Uint8Array::new(&event.data()).to_vec();
     let port = event.ports().get(0).dyn_into::<MessagePort>().ok();
