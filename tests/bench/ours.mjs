@@ -15,15 +15,21 @@
 //     doing them one after another (each its own commit).
 // W6  commit -> notification received in 8 tabs (max over tabs).
 // W7  cold open -> first query: the first tab (first visit to the origin, and a returning
-//     visit after all tabs closed), and a tab joining a running leader.
+//     visit after all tabs closed), and a tab joining a running leader. Next to the
+//     first visit, in the same rounds: each peer engine's first visit (a new profile,
+//     its benchmark page loaded, then its engine alone in a worker: `new Worker()` ->
+//     first query), when bench/peers is installed.
 import { chromium } from '@playwright/test';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { launchOptions } from '../chromium.js';
+import { baseURL, launchOptions } from '../chromium.js';
 import { isolatedBlankPage } from './blank.mjs';
 
 const REPEATS = Number(process.env.REPEATS || 5);
+// ONLY=w0-w4,w5,w6,w7 runs only those sections (probing one workload).
+const only = process.env.ONLY?.split(',');
+const section = (name) => !only || only.includes(name);
 const out = (engine, workload, samples, extra = {}) =>
   console.log(JSON.stringify({ engine, workload, samples_ms: samples, ...extra }));
 
@@ -55,7 +61,7 @@ const openDb = (page, name) =>
 
 try {
   // ---- one leader, one follower: W0, W1, W2, W3, W4 ------------------------------
-  {
+  if (section('w0-w4')) {
     const context = await browser.newContext();
     const leader = await blank(context);
     await openDb(leader, 'bench.db');
@@ -212,7 +218,7 @@ try {
   }
 
   // ---- W5: 4 tabs writing at once vs one tab one after another -------------------
-  {
+  if (section('w5')) {
     const context = await browser.newContext();
     const tabs = [];
     for (let i = 0; i < 4; i++) {
@@ -252,7 +258,7 @@ try {
   }
 
   // ---- W6: commit -> notification in 8 tabs --------------------------------------
-  {
+  if (section('w6')) {
     const context = await browser.newContext();
     const tabs = [];
     for (let i = 0; i < 8; i++) {
@@ -283,7 +289,7 @@ try {
   }
 
   // ---- W7: cold open, first tab and joining tab ----------------------------------
-  {
+  if (section('w7')) {
     // First visit: a new profile (no HTTP or code cache, no database yet).
     // Returning visit: the same profile after every tab of the app closed,
     // as the peers' cold open is measured (their worker in a page that
@@ -305,7 +311,30 @@ try {
       joiningSettled.push(await openDb(d, 'bench.db'));
       await context.close();
     }
+    // The peers' engines on a first visit, for scale: what opening SQLite on
+    // OPFS costs in a profile that has never seen the origin, without any of
+    // sqlite-tabs' tab coordination. Same pragmas as ours.
+    const peers = fs.existsSync(new URL('../../bench/peers/node_modules', import.meta.url))
+      ? ['sqlite-wasm', 'wa-sqlite']
+      : [];
+    const peersFirst = Object.fromEntries(peers.map((p) => [p, []]));
+    const peersPragmas = {};
+    const peerFirstVisit = async (engine) => {
+      const context = await browser.newContext();
+      try {
+        const page = await context.newPage();
+        await page.goto(`${baseURL()}/bench/peers/peers.html`);
+        await page.waitForFunction(() => window.peersReady === true);
+        const params = { page_size: 4096, journal_mode: 'wal', locking_mode: 'exclusive', synchronous: 'full' };
+        const res = await page.evaluate(([e, p]) => window.runPeer(e, 'open', p, 1), [engine, params]);
+        peersPragmas[engine] = res.effectivePragmas;
+        return res.samples[0];
+      } finally {
+        await context.close();
+      }
+    };
     for (let r = 0; r < REPEATS * 2; r++) {
+      for (const p of peers) peersFirst[p].push(await peerFirstVisit(p));
       const context = await browser.newContext();
       const a = await blank(context);
       first.push(await openDb(a, 'bench.db'));
@@ -322,6 +351,9 @@ try {
     out('sqlite-tabs', 'w7-first-tab-returning', returning);
     out('sqlite-tabs', 'w7-joining-tab', joining);
     out('sqlite-tabs', 'w7-joining-tab-settled', joiningSettled);
+    for (const p of peers) {
+      out(`${p} wal/exclusive`, 'w7-first-visit', peersFirst[p], { pragmas: peersPragmas[p] });
+    }
   }
 } finally {
   await browser.close();

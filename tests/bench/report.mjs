@@ -137,6 +137,14 @@ const check = (what, value, ok, target) =>
   check('W6 commit -> 8 tabs p50 (ms)', w6 && fmt(w6.median), w6?.median < 5, '< 5');
   const first = get('sqlite-tabs', 'w7-first-tab');
   check('W7 first tab, first visit: new profile, nothing cached (ms)', first && fmt(first.median), first?.median < 120, '< 120');
+  // The peers' engines alone in a worker on a first visit, measured in the
+  // same rounds: the cost of SQLite on OPFS in a new profile on this machine.
+  for (const peer of ['sqlite-wasm', 'wa-sqlite']) {
+    const p = get(`${peer} wal/exclusive`, 'w7-first-visit');
+    check(`(context) W7 first visit of ${peer} alone in a worker, no tab coordination (ms)`, p && fmt(p.median), null, '—');
+    const r = ratio(first, p);
+    check(`(context) W7 first tab, first visit / ${peer}'s first visit`, r?.toFixed(2), null, '—');
+  }
   const again = get('sqlite-tabs', 'w7-first-tab-returning');
   check('W7 first tab, returning visit (ms)', again && fmt(again.median), again?.median < 120, '< 120');
   const join = get('sqlite-tabs', 'w7-joining-tab');

@@ -91,10 +91,14 @@ pub fn bench(root: &Path) -> Result<()> {
             .env("TMPDIR", &tmp);
         c
     };
-    step(&mut node("bench/ours.mjs"), &mut lines)?;
+    // Installed first: ours.mjs measures the peers' first visit next to ours.
     let peers = root.join("bench/peers");
-    if peers.join("package-lock.json").exists() {
+    let with_peers = peers.join("package-lock.json").exists();
+    if with_peers {
         setup::ensure_npm_deps_in(&peers)?;
+    }
+    step(&mut node("bench/ours.mjs"), &mut lines)?;
+    if with_peers {
         step(&mut node("../bench/peers/run.mjs"), &mut lines)?;
     } else {
         println!("peers skipped: bench/peers has no package-lock.json");
