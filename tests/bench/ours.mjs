@@ -314,9 +314,15 @@ try {
     // The peers' engines on a first visit, for scale: what opening SQLite on
     // OPFS costs in a profile that has never seen the origin, without any of
     // sqlite-tabs' tab coordination. Same pragmas as ours.
-    const peers = fs.existsSync(new URL('../../bench/peers/node_modules', import.meta.url))
-      ? ['sqlite-wasm', 'wa-sqlite']
-      : [];
+    // Only where the server has them (serve-dist.mjs, for A/B runs, does not).
+    const served = await fetch(`${baseURL()}/bench/peers/runner.js`).then(
+      (r) => r.ok && (r.headers.get('content-type') ?? '').includes('javascript'),
+      () => false,
+    );
+    const peers =
+      served && fs.existsSync(new URL('../../bench/peers/node_modules', import.meta.url))
+        ? ['sqlite-wasm', 'wa-sqlite']
+        : [];
     const peersFirst = Object.fromEntries(peers.map((p) => [p, []]));
     const peersPragmas = {};
     const peerFirstVisit = async (engine) => {
