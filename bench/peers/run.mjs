@@ -10,11 +10,11 @@
 //   --serve                    start serve.mjs on a free port instead of using SQLITE_TABS_BENCH_URL
 //                              (default http://127.0.0.1:8093)
 //   --engines a,b              sqlite-wasm,wa-sqlite
-//   --workloads a,b            open,w1,w2,w3
+//   --workloads a,b            open,w0,w1,w2,w3
 //   --configs j/l,...          journal_mode/locking_mode pairs;
 //                              default delete/normal,delete/exclusive,wal/exclusive
 //   --synchronous full         --page-size 4096
-//   --repeats open=10,w1=3,w2=5,w3=5
+//   --repeats open=10,w0=5,w1=3,w2=5,w3=5
 //   --journal                  also run checkJournal() for every journal_mode x locking_mode
 //                              (write, then read back from a new worker after a close
 //                              and after a kill) and print which modes work
@@ -40,7 +40,7 @@ function arg(name, fallback) {
 }
 
 const engines = String(arg('engines', 'sqlite-wasm,wa-sqlite')).split(',');
-const workloads = String(arg('workloads', 'open,w1,w2,w3')).split(',');
+const workloads = String(arg('workloads', 'open,w0,w1,w2,w3')).split(',');
 const configs = String(arg('configs', 'delete/normal,delete/exclusive,wal/exclusive'))
   .split(',')
   .map((c) => {
@@ -49,7 +49,7 @@ const configs = String(arg('configs', 'delete/normal,delete/exclusive,wal/exclus
   });
 const synchronous = String(arg('synchronous', 'full'));
 const pageSize = Number(arg('page-size', 4096));
-const repeats = { open: 10, w1: 3, w2: 5, w3: 5 };
+const repeats = { open: 10, w0: 5, w1: 3, w2: 5, w3: 5 };
 for (const kv of String(arg('repeats', '')).split(',').filter(Boolean)) {
   const [k, v] = kv.split('=');
   repeats[k] = Number(v);
@@ -137,6 +137,11 @@ try {
           crossOriginIsolated: res.crossOriginIsolated,
           profile,
         };
+        if (workload === 'w0') {
+          // Each run over the raw echo run just before it (runner.js runW0).
+          line.ratio_samples = res.details[0].ratios.map((r) => Math.round(r * 1000) / 1000);
+          line.echo_samples = res.details[0].echoes.map(r1);
+        }
         if (workload === 'open') {
           const keys = Object.keys(res.details[0]).filter((k) => typeof res.details[0][k] === 'number');
           line.breakdownMedian = Object.fromEntries(keys.map((k) => [k, r1(median(res.details.map((d) => d[k])))]));

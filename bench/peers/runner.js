@@ -2,10 +2,12 @@
 //
 //   window.runPeer(engine, workload, params, repeats)
 //     engine   'sqlite-wasm' | 'wa-sqlite'
-//     workload 'open' | 'w1' | 'w2' | 'w3'   (see the worker files)
+//     workload 'open' | 'w0' | 'w1' | 'w2' | 'w3'   (see the worker files)
 //     params   { page_size, journal_mode, synchronous, locking_mode }
 //     -> { engine, workload, params, samples: [ms...], effectivePragmas, details: [...],
 //          crossOriginIsolated }
+//   w0: page clock for 10,000 `SELECT 1` round trips through the minimal worker
+//   wrapper, each repeat paired with a raw echo run (details[0].ratios).
 //   w1/w2/w3: one worker for all repeats (each repeat on a fresh database file);
 //   a sample is the time measured inside the worker. open: a fresh worker per
 //   repeat; a sample is page clock from `new Worker()` to the worker's
@@ -30,7 +32,11 @@ const WORKERS = {
   'sqlite-wasm': new URL('./sqlite-wasm-worker.js', import.meta.url),
   'wa-sqlite': new URL('./wa-sqlite-worker.js', import.meta.url),
 };
-const WORKLOADS = ['open', 'w1', 'w2', 'w3'];
+const WORKLOADS = ['open', 'w0', 'w1', 'w2', 'w3'];
+/** W0: round trips per sample, as ours.mjs times sqlite-tabs' `SELECT 1`. */
+const W0_ROUND_TRIPS = 10000;
+/** The raw floor of W0, the same echo worker as ours.mjs uses. */
+const ECHO_URL = new URL('../raw/echo-worker.js', import.meta.url);
 const TIMEOUT_MS = 120000;
 
 let nextId = 1;
@@ -126,6 +132,64 @@ async function runOpenSample(engine, params) {
   }
 }
 
+/**
+ * Ms for W0_ROUND_TRIPS round trips to `worker`, one message in flight: `post(i)`
+ * sends, the answer's data goes to `check`.
+ */
+async function timeRoundTrips(worker, post, check) {
+  const saved = worker.onmessage;
+  try {
+    const t0 = performance.now();
+    for (let i = 0; i < W0_ROUND_TRIPS; i++) {
+      const ev = await new Promise((res) => {
+        worker.onmessage = res;
+        post(i);
+      });
+      check(ev.data);
+    }
+    return performance.now() - t0;
+  } finally {
+    worker.onmessage = saved;
+  }
+}
+
+/**
+ * W0 for a peer: `SELECT 1` through the minimal worker wrapper (worker-common.js
+ * `{ sql }` -> `{ rows }`), each repeat paired with a raw echo run (numbers) just
+ * before it, as ours.mjs pairs sqlite-tabs' runs; `ratios` are those pairs.
+ */
+async function runW0(engine, params, repeats) {
+  const w = new PeerWorker(engine);
+  const echo = new Worker(ECHO_URL);
+  try {
+    const opened = await w.request('w0-open', params);
+    const samples = [];
+    const echoes = [];
+    const fail = (data) => {
+      if (!Array.isArray(data?.rows) || data.rows.length !== 1) {
+        throw new Error(`${engine}: SELECT 1 answered ${JSON.stringify(data)}`);
+      }
+    };
+    const echoed = (data) => {
+      if (typeof data !== 'number') throw new Error(`echo answered ${data}`);
+    };
+    for (let r = 0; r < repeats; r++) {
+      echoes.push(await timeRoundTrips(echo, (i) => echo.postMessage(i), echoed));
+      samples.push(await timeRoundTrips(w.worker, () => w.worker.postMessage({ sql: 'SELECT 1' }), fail));
+    }
+    return {
+      samples,
+      echoes,
+      ratios: samples.map((t, i) => t / echoes[i]),
+      effectivePragmas: opened.effectivePragmas,
+      libVersion: opened.libVersion,
+    };
+  } finally {
+    echo.terminate();
+    await w.end();
+  }
+}
+
 window.runPeer = async function runPeer(engine, workload, params = {}, repeats = 1) {
   if (!WORKERS[engine]) throw new Error(`unknown engine ${engine}`);
   if (!WORKLOADS.includes(workload)) throw new Error(`unknown workload ${workload} (one of ${WORKLOADS.join(', ')})`);
@@ -136,7 +200,12 @@ window.runPeer = async function runPeer(engine, workload, params = {}, repeats =
     if (effectivePragmas === null) effectivePragmas = eff;
     else if (!samePragmas(effectivePragmas, eff)) throw new Error(`effective pragmas changed between repeats: ${JSON.stringify([effectivePragmas, eff])}`);
   };
-  if (workload === 'open') {
+  if (workload === 'w0') {
+    const res = await runW0(engine, params, repeats);
+    samples.push(...res.samples);
+    details.push({ libVersion: res.libVersion, echoes: res.echoes, ratios: res.ratios });
+    note(res.effectivePragmas);
+  } else if (workload === 'open') {
     for (let r = 0; r < repeats; r++) {
       const s = await runOpenSample(engine, params);
       samples.push(s.ms);

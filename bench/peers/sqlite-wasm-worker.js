@@ -16,6 +16,8 @@
 //   durability-write / durability-read   used by runner.js checkJournal(): write
 //         rows, optionally leave the database open (the page then kills the worker),
 //         and read them back from a new worker.
+//   w0-open   opens the database that W0's `{ sql }` messages query (page-timed round
+//         trips; `selectObjects`, rows as objects, as sqlite-tabs' query() returns).
 //   release   closes what is open and releases the pool's access handles
 //         (pauseVfs), so the next worker can take the pool at once.
 // Each workload opens a fresh database (unique name), applies the same pragma set as
@@ -55,6 +57,9 @@ const ready = (async () => {
   return { sqlite3, pool, vfsRetries: retries, libVersion: sqlite3.version.libVersion };
 })();
 ready.catch(() => {}); // reported by the first request
+
+/** The database of W0's round trips (`w0-open`), if open. */
+let w0 = null;
 
 /** Databases left open on purpose (durability-write with close: false). */
 const keptOpen = [];
@@ -264,8 +269,21 @@ serve({
     }
   },
 
+  // W0: the page times `{ sql }` round trips (worker-common.js) on this database.
+  async 'w0-open'(params) {
+    if (w0) finish(w0);
+    w0 = await fresh('w0', params);
+    return { effectivePragmas: w0.effective, libVersion: w0.eng.libVersion };
+  },
+  query(sql) {
+    if (!w0) throw new Error('no database: send w0-open first');
+    return w0.db.selectObjects(sql);
+  },
+
   async release() {
     const eng = await ready;
+    if (w0) finish(w0);
+    w0 = null;
     for (const db of keptOpen.splice(0)) db.close();
     eng.pool.pauseVfs();
     return { released: true };

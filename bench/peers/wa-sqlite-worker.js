@@ -17,6 +17,8 @@
 //   w3    5,000 primary-key lookups (ids 1 + (i * 7919) % 10000) on a 10,000-row
 //         table inserted beforehand (untimed), step + read both columns, ms.
 //   durability-write / durability-read   used by runner.js checkJournal().
+//   w0-open   opens the database that W0's `{ sql }` messages query (page-timed round
+//         trips; `exec` with a row callback, rows as objects, as sqlite-tabs' query()).
 //   release   closes what is open and releases the pool's access handles.
 // Each workload opens a fresh database (unique name), applies the same pragma set as
 // every engine and reads the effective values back; the files are deleted
@@ -69,6 +71,9 @@ const ready = (async () => {
 ready.catch(() => {}); // reported by the first request
 
 const keptOpen = [];
+
+/** The database of W0's round trips (`w0-open`), if open. */
+let w0 = null;
 
 async function openDb(eng, name, params) {
   const { sqlite3, SQLite } = eng;
@@ -308,8 +313,27 @@ serve({
     }
   },
 
+  // W0: the page times `{ sql }` round trips (worker-common.js) on this database.
+  async 'w0-open'(params) {
+    if (w0) await finish(w0);
+    w0 = await fresh('w0', params);
+    return { effectivePragmas: w0.effective, libVersion: w0.eng.libVersion };
+  },
+  async query(sql) {
+    if (!w0) throw new Error('no database: send w0-open first');
+    const rows = [];
+    await w0.eng.sqlite3.exec(w0.db, sql, (row, columns) => {
+      const o = {};
+      for (let i = 0; i < columns.length; i++) o[columns[i]] = row[i];
+      rows.push(o);
+    });
+    return rows;
+  },
+
   async release() {
     const eng = await ready;
+    if (w0) await finish(w0);
+    w0 = null;
     for (const db of keptOpen.splice(0)) await eng.sqlite3.close(db);
     await eng.vfs.close();
     return { released: true };

@@ -3,7 +3,8 @@
 // hot loops themselves stay in each worker, written in that engine's own API,
 // so no adapter layer sits between the benchmark and the engine.
 //
-// Protocol (page -> worker): { id, workload, params }.
+// Protocol (page -> worker): { id, workload, params }, or { sql } for W0 (a statement
+// run on the database `w0-open` opened, answered with { rows } or { error } at once).
 // Worker -> page: { id, ok: true, result } or { id, ok: false, error: { name, message, stack } },
 // one per request, in order (requests run one at a time). The `open` workload also
 // posts { id, progress: 'first-query', t } the moment `SELECT 1` has returned, so the
@@ -121,7 +122,21 @@ export function errorToPlain(e) {
 export function serve(handlers) {
   let chain = Promise.resolve();
   self.onmessage = (ev) => {
-    const { id, workload, params } = ev.data ?? {};
+    const { id, workload, params, sql } = ev.data ?? {};
+    if (sql !== undefined) {
+      // W0: `{ sql }` -> `{ rows }` (or `{ error }`) at once, outside the chain:
+      // the minimal worker wrapper an app would write around the engine.
+      const reply = (rows) => self.postMessage({ rows });
+      const fail = (e) => self.postMessage({ error: errorToPlain(e) });
+      try {
+        const rows = handlers.query(sql);
+        if (rows instanceof Promise) rows.then(reply, fail);
+        else reply(rows);
+      } catch (e) {
+        fail(e);
+      }
+      return;
+    }
     chain = chain.then(async () => {
       const ctx = {
         id,

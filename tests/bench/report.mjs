@@ -18,8 +18,9 @@ const rows = fs
       ? r
       : {
           engine: r.params ? `${r.engine} ${r.params.journal_mode}/${r.params.locking_mode}` : r.engine,
-          workload: r.workload === 'open' ? 'w7-cold-open' : r.workload,
+          workload: { open: 'w7-cold-open', w0: 'w0-select1' }[r.workload] ?? r.workload,
           samples_ms: r.samples,
+          ratio_samples: r.ratio_samples,
           pragmas: r.effectivePragmas,
         },
   );
@@ -78,6 +79,13 @@ const check = (what, value, ok, target) =>
   check('SELECT 1 from a follower / raw brokered-port echo (median of paired runs)', r?.toFixed(2), r <= 1.2, '≤ 1.2');
   const l = paired(get('sqlite-tabs-leader', 'w0-select1'), get('raw', 'w0-worker-echo'));
   check('SELECT 1 from the leader / raw worker echo (median of paired runs)', l?.toFixed(2), l <= 1.2, '≤ 1.2');
+  // The peers' single-tab engines behind the smallest worker wrapper (a JS object
+  // { sql } in, { rows } out), against a raw echo run in the same page just before.
+  for (const peer of ['sqlite-wasm', 'wa-sqlite']) {
+    const p = get(`${peer} wal/exclusive`, 'w0-select1');
+    const r = p?.ratio_samples?.length ? median(p.ratio_samples) : undefined;
+    check(`(context) ${peer}: SELECT 1 through a minimal worker wrapper / raw worker echo (median of paired runs)`, r?.toFixed(2), null, '—');
+  }
   // The same echoes with 32-byte ArrayBuffers instead of numbers: the part of
   // the gap that any binary protocol pays on the transport itself.
   for (const [what, workload] of [
