@@ -165,7 +165,7 @@ async function runW0(engine, params, repeats) {
     const opened = await w.request('w0-open', params);
     const samples = [];
     const echoes = [];
-    const fail = (data) => {
+    const checkRows = (data) => {
       if (!Array.isArray(data?.rows) || data.rows.length !== 1) {
         throw new Error(`${engine}: SELECT 1 answered ${JSON.stringify(data)}`);
       }
@@ -175,7 +175,7 @@ async function runW0(engine, params, repeats) {
     };
     for (let r = 0; r < repeats; r++) {
       echoes.push(await timeRoundTrips(echo, (i) => echo.postMessage(i), echoed));
-      samples.push(await timeRoundTrips(w.worker, () => w.worker.postMessage({ sql: 'SELECT 1' }), fail));
+      samples.push(await timeRoundTrips(w.worker, () => w.worker.postMessage({ sql: 'SELECT 1' }), checkRows));
     }
     return {
       samples,
