@@ -286,15 +286,20 @@ fn to_value(v: ValueRef<'_>) -> Value {
         ValueRef::Real(f) => Value::Real(f),
         // SQLite may hold invalid UTF-8 in TEXT (e.g. from CAST of a blob);
         // replacing beats failing the whole query.
-        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Text(t) => Value::Text(match std::str::from_utf8(t) {
+            Ok(text) => text.to_owned(),
+            Err(_) => String::from_utf8_lossy(t).into_owned(),
+        }),
         ValueRef::Blob(b) => Value::Blob(b.to_vec()),
     }
 }
 
+/// Binds `params`; says whether any of them is a text or blob, which SQLite
+/// keeps a copy of until the statement's bindings are cleared.
 fn bind<'v>(
     stmt: &mut SqlStatement<'_>,
     params: impl ExactSizeIterator<Item = WireValue<'v>>,
-) -> SqlResult<()> {
+) -> SqlResult<bool> {
     let expected = stmt.parameter_count();
     if expected != params.len() {
         return Err(Error::bad_request(format!(
@@ -302,10 +307,41 @@ fn bind<'v>(
             params.len()
         )));
     }
+    let mut holds_copies = false;
     for (i, p) in params.enumerate() {
+        holds_copies |= matches!(p, WireValue::Text(_) | WireValue::Blob(_));
         stmt.raw_bind_parameter(i + 1, Bind(p)).map_err(sql_error)?;
     }
-    Ok(())
+    Ok(holds_copies)
+}
+
+/// Runs a prepared statement with `params`: its rows, or what it changed.
+/// Every parameter is bound at each run (the count must match), so earlier
+/// values are only cleared when they hold copies: a cached statement would
+/// otherwise keep its last text or blob until its next use.
+fn run_prepared(
+    stmt: &mut SqlStatement<'_>,
+    conn: &Connection,
+    access: &Access,
+    params: &[Value],
+    rows: bool,
+) -> SqlResult<Reply> {
+    let (reply, holds_copies) = match bind(stmt, params.iter().map(WireValue::from)) {
+        Ok(holds_copies) => {
+            let reply = if rows {
+                read_rows(stmt, access.columns.clone()).map(Reply::Rows)
+            } else {
+                step_to_end(stmt).map(|()| Reply::Run(run_result(conn, access)))
+            };
+            (reply, holds_copies)
+        }
+        // Some values may be bound already.
+        Err(e) => (Err(e), true),
+    };
+    if holds_copies {
+        stmt.clear_bindings();
+    }
+    reply
 }
 
 fn read_rows(stmt: &mut SqlStatement<'_>, columns: Arc<[String]>) -> SqlResult<Rows> {
@@ -485,11 +521,7 @@ impl Engine {
     /// Which tables a single statement reads and writes (cached by SQL text,
     /// with the statement prepared).
     pub fn access(&mut self, sql: &str) -> SqlResult<Arc<Access>> {
-        if self.schema_changed && self.conn.is_autocommit() {
-            // The transaction ended without a commit (commits reset the flag).
-            self.prepared.clear();
-            self.schema_changed = false;
-        }
+        self.forget_undone_schema();
         if let Some(p) = self.prepared.get(sql) {
             return Ok(p.access.clone());
         }
@@ -518,32 +550,32 @@ impl Engine {
         Ok(access)
     }
 
+    /// Empties the statement cache if a transaction that changed the schema
+    /// ended without a commit (commits reset the flag): what the cache learnt
+    /// since described a schema that is gone.
+    fn forget_undone_schema(&mut self) {
+        if self.schema_changed && self.conn.is_autocommit() {
+            self.prepared.clear();
+            self.schema_changed = false;
+        }
+    }
+
     /// Runs `run` on the prepared statement of `sql` (analysed first if it
-    /// is not cached) with the connection.
+    /// is not cached) with the connection. `run` clears the bindings it
+    /// leaves holding copies (see [`run_prepared`]).
     fn with_statement<R>(
         &mut self,
         sql: &str,
         run: impl FnOnce(&mut SqlStatement<'static>, &Connection) -> SqlResult<R>,
     ) -> SqlResult<R> {
-        fn run_and_clear<R>(
-            stmt: &mut SqlStatement<'static>,
-            conn: &Connection,
-            run: impl FnOnce(&mut SqlStatement<'static>, &Connection) -> SqlResult<R>,
-        ) -> SqlResult<R> {
-            let result = run(stmt, conn);
-            // A cached statement would otherwise keep its last values (a
-            // large text or blob) until its next use.
-            stmt.clear_bindings();
-            result
-        }
         // One lookup when cached (the usual case): `run` returns nothing that
         // borrows the map, so this early return satisfies the borrow checker.
         if let Some(p) = self.prepared.get_mut(sql) {
-            return run_and_clear(&mut p.stmt, &self.conn, run);
+            return run(&mut p.stmt, &self.conn);
         }
         self.access(sql)?;
         match self.prepared.get_mut(sql) {
-            Some(p) => run_and_clear(&mut p.stmt, &self.conn, run),
+            Some(p) => run(&mut p.stmt, &self.conn),
             None => Err(Error::internal(
                 "a statement left the cache as it was prepared",
             )),
@@ -947,13 +979,7 @@ impl Engine {
             return Err(transaction_control_error());
         }
         let reply = self.with_statement(sql, |stmt, conn| {
-            bind(stmt, params.iter().map(WireValue::from))?;
-            if rows {
-                Ok(Reply::Rows(read_rows(stmt, access.columns.clone())?))
-            } else {
-                step_to_end(stmt)?;
-                Ok(Reply::Run(run_result(conn, access)))
-            }
+            run_prepared(stmt, conn, access, params, rows)
         })?;
         writes.extend(access.writes.iter().cloned());
         if access.schema_change {
@@ -964,6 +990,15 @@ impl Engine {
 
     /// `query` or `run` outside an interactive transaction.
     fn single(&mut self, id: RequestId, sql: &str, params: &[Value], rows: bool) -> Outcome {
+        self.forget_undone_schema();
+        // A cached read, the most common request: one lookup finds both the
+        // statement and what it accesses.
+        if let Some(p) = self.prepared.get_mut(sql) {
+            let a = &p.access;
+            if a.readonly && !a.transaction_control && !a.schema_change {
+                return Outcome::reply(run_prepared(&mut p.stmt, &self.conn, a, params, rows));
+            }
+        }
         // Whether it writes comes from the statement's cache entry, which
         // also holds it prepared for the run.
         let access = match self.access(sql) {
@@ -1014,16 +1049,23 @@ impl Engine {
             }
             // Cached by access() just above: any error comes from a run, and
             // is numbered there.
-            self.with_statement(sql, |stmt, conn| loop {
-                bind(stmt, params.iter().copied())
-                    .and_then(|()| step_to_end(stmt))
-                    .map_err(|e| numbered(results.len() + 1, e))?;
-                results.push(run_result(conn, &access));
-                next = cursor.next(&mut params);
-                match &next {
-                    Some(Ok(s)) if std::ptr::eq(*s, sql) || *s == sql => {}
-                    _ => return Ok(()),
-                }
+            self.with_statement(sql, |stmt, conn| {
+                let run = loop {
+                    if let Err(e) =
+                        bind(stmt, params.iter().copied()).and_then(|_| step_to_end(stmt))
+                    {
+                        break Err(numbered(results.len() + 1, e));
+                    }
+                    results.push(run_result(conn, &access));
+                    next = cursor.next(&mut params);
+                    match &next {
+                        Some(Ok(s)) if std::ptr::eq(*s, sql) || *s == sql => {}
+                        _ => break Ok(()),
+                    }
+                };
+                // Once per run of the same statement, not per statement.
+                stmt.clear_bindings();
+                run
             })?;
             writes.extend(access.writes.iter().cloned());
             if access.schema_change {
