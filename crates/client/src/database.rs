@@ -997,13 +997,20 @@ impl Inner {
                         self.send(&encode(&ToWorker::Request(RequestEnvelope {
                             id,
                             request: Request::CancelBatch,
+                            others_pending: false,
                         })));
                     }
                     waiter.settle(Err(e));
                     return promise;
                 }
             };
-            let message = encode(&ToWorker::Request(RequestEnvelope { id, request }));
+            // Parts are never grouped (they hold their own transaction), so
+            // the hint is moot.
+            let message = encode(&ToWorker::Request(RequestEnvelope {
+                id,
+                request,
+                others_pending: false,
+            }));
             self.send(&message);
             messages.push(message);
             start = end;
@@ -1029,7 +1036,14 @@ impl Inner {
         }
         let id = self.next_id();
         let retryable = retryable(&request);
-        let message = encode(&ToWorker::Request(RequestEnvelope { id, request }));
+        // Nothing else awaiting an answer (the caller awaits each request
+        // in turn): a write of this tab has no company to wait for.
+        let others_pending = !self.pending.borrow().is_empty();
+        let message = encode(&ToWorker::Request(RequestEnvelope {
+            id,
+            request,
+            others_pending,
+        }));
         self.send(&message);
         self.track(id, vec![message], retryable, waiter);
     }

@@ -586,6 +586,7 @@ fn envelope(client: u64, seq: u64, request: Request) -> RequestEnvelope {
             seq,
         },
         request,
+        others_pending: false,
     }
 }
 
@@ -1316,4 +1317,38 @@ fn bytes_held_by_the_write_combining_vfs_reach_the_file_on_flush_all() {
         .query_row("SELECT length(x) FROM f", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 20_000);
+}
+
+#[test]
+fn a_lone_sequential_writer_runs_at_once_and_interleaved_writers_wait_for_the_group() {
+    let mut wait = crate::scheduler::GroupWait::default();
+    let write = |client, seq, others_pending| RequestEnvelope {
+        others_pending,
+        ..envelope(
+            client,
+            seq,
+            Request::Run {
+                sql: "INSERT INTO t VALUES (1)".into(),
+                params: vec![],
+                tx: None,
+            },
+        )
+    };
+    // Reads never wait, and do not count as writing.
+    assert!(wait.run_at_once(&envelope(1, 1, Request::Begin), false));
+    // A client's first write waits once; its next ones, sent one after
+    // another, run at once.
+    assert!(!wait.run_at_once(&write(1, 2, false), true));
+    assert!(wait.run_at_once(&write(1, 3, false), true));
+    assert!(wait.run_at_once(&write(1, 4, false), true));
+    // With more of its requests in flight, it waits for them.
+    assert!(!wait.run_at_once(&write(1, 5, true), true));
+    // Another tab's write in between: both wait, and keep waiting while
+    // their writes interleave.
+    assert!(!wait.run_at_once(&write(2, 1, false), true));
+    assert!(!wait.run_at_once(&write(1, 6, false), true));
+    assert!(!wait.run_at_once(&write(2, 2, false), true));
+    // Once one tab writes alone again, it runs at once from its second write.
+    assert!(!wait.run_at_once(&write(1, 7, false), true));
+    assert!(wait.run_at_once(&write(1, 8, false), true));
 }

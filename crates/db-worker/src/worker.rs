@@ -23,7 +23,7 @@ use web_sys::{
 use crate::coalesce;
 use crate::engine::{sql_error, Engine, EngineOptions};
 use crate::retry::Backoff;
-use crate::scheduler::{Output, Scheduler, DEFAULT_LEASE_MS};
+use crate::scheduler::{GroupWait, Output, Scheduler, DEFAULT_LEASE_MS};
 
 /// An open database: the engine plus the pool that holds its files.
 pub struct OpenDatabase {
@@ -215,6 +215,7 @@ struct Worker {
     state: RefCell<State>,
     inbox: RefCell<Vec<RequestEnvelope>>,
     drain_scheduled: Cell<bool>,
+    group_wait: RefCell<GroupWait>,
     /// Posting on port2 runs `drain` after the messages already queued.
     kick: MessageChannel,
     _on_kick: RefCell<Option<Closure<dyn FnMut()>>>,
@@ -656,18 +657,24 @@ impl Worker {
         });
     }
 
-    /// Takes a request. Writes are not run at once but collected until the
-    /// messages already queued for this worker have been read (one hop
-    /// through a MessageChannel): writes that arrive while a commit flushes
-    /// then share the next commit (group commit). Anything behind them waits
-    /// in the same queue, so every client's requests keep their order.
+    /// Takes a request. Writes that may have company (see [`GroupWait`]) are
+    /// not run at once but collected until the messages already queued for
+    /// this worker have been read (one hop through a MessageChannel): writes
+    /// that arrive while a commit flushes then share the next commit (group
+    /// commit). Anything behind them waits in the same queue, so every
+    /// client's requests keep their order.
     fn request(&self, envelope: RequestEnvelope) {
         let mut state = self.state.borrow_mut();
-        // Nothing waits before it and it cannot share a commit: run it now
-        // rather than pay the collecting hop (reads, mostly).
+        // Nothing waits before it and nothing would share its commit: run it
+        // now rather than pay the collecting hop (reads, a lone writer).
         let run_now = match &mut *state {
             State::Open { scheduler, .. } => {
-                self.inbox.borrow().is_empty() && !scheduler.groupable(&envelope.request)
+                let groupable = scheduler.groupable(&envelope.request);
+                let at_once = self
+                    .group_wait
+                    .borrow_mut()
+                    .run_at_once(&envelope, groupable);
+                at_once && self.inbox.borrow().is_empty()
             }
             _ => false,
         };
@@ -828,6 +835,7 @@ pub fn start(early: Array) {
         state: RefCell::new(State::Idle),
         inbox: RefCell::new(Vec::new()),
         drain_scheduled: Cell::new(false),
+        group_wait: RefCell::new(GroupWait::default()),
         kick,
         _on_kick: RefCell::new(None),
         ports: RefCell::new(HashMap::new()),

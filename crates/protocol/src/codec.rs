@@ -142,6 +142,7 @@ mod tests {
             roundtrip(ToWorker::Request(RequestEnvelope {
                 id: id(n as u64),
                 request,
+                others_pending: n % 2 == 1,
             }));
         }
         roundtrip(ToWorker::Open(OpenParams {
@@ -299,6 +300,7 @@ mod tests {
                 params: vec![],
                 tx: None,
             },
+            others_pending: false,
         }));
         let cut = &bytes[..bytes.len() - 3];
         assert!(decode::<ToWorker>(cut).is_err());

@@ -135,6 +135,11 @@ pub struct RequestEnvelope {
     pub id: RequestId,
     /// What to do.
     pub request: Request,
+    /// The sender had other requests awaiting answers when it sent this
+    /// one, so more of its writes may be on the way: a write then waits for
+    /// them to share its commit. Only a hint for group commit; it never
+    /// changes what a request does.
+    pub others_pending: bool,
 }
 
 /// Rows of a query, column-major names and row-major values.
