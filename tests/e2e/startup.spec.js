@@ -269,3 +269,38 @@ test('the first tab opens and is served by its own worker before the router answ
   }, name);
   expect(r).toEqual({ isLeader: true, rows: [{ x: 7 }], heard: ['t'] });
 });
+
+test('without SharedWorker, the leading tab is served by its own worker, not through the request broadcast', async ({
+  context,
+}) => {
+  // Chromium registers a new BroadcastChannel asynchronously: the worker's
+  // request channel, made as it opens the database, may not hear a broadcast
+  // sent the moment its tab learns it leads. Here that channel hears
+  // nothing from this tab at all; before, the tab's first write waited for
+  // its timeout (rarely, in CI, the demo's first exec did).
+  const name = `${uniqueMarker('fallback-leader')}.db`;
+  const page = await blankPage(context, 'leader');
+  const r = await page.evaluate(async (name) => {
+    delete globalThis.SharedWorker;
+    const post = BroadcastChannel.prototype.postMessage;
+    let dropped = 0;
+    BroadcastChannel.prototype.postMessage = function (message) {
+      if (this.name.endsWith(':requests')) {
+        dropped++;
+        return;
+      }
+      return post.call(this, message);
+    };
+    const { open } = await import('/dist/index.js');
+    try {
+      const db = await open(name, { timeoutMs: 5_000, openTimeoutMs: 10_000 });
+      await db.exec('CREATE TABLE t (x)');
+      await db.run('INSERT INTO t VALUES (?)', [7]);
+      const rows = await db.query('SELECT x FROM t');
+      return { isLeader: db.isLeader, rows, dropped };
+    } catch (e) {
+      return { error: { code: e.code, message: e.message }, dropped };
+    }
+  }, name);
+  expect(r).toEqual({ isLeader: true, rows: [{ x: 7 }], dropped: expect.any(Number) });
+});

@@ -637,17 +637,20 @@ impl Inner {
     /// Posts an encoded `ToWorker::Request` to the leader's worker, or
     /// nowhere while there is none (it is sent when a leader connects).
     fn send(&self, message: &[u8]) {
-        if let Some((requests, _)) = &self.fallback {
+        // This tab's own worker leads: post to it directly, a same-thread
+        // hop, instead of through a MessagePort (about twice as slow per
+        // round trip). The worker answers on the channel a request came in on.
+        // Without a router too: the worker's request BroadcastChannel, made
+        // as it opened, may not hear broadcasts yet when this tab learns it
+        // leads (Chromium registers a new channel asynchronously), and a
+        // request lost there would only end in its timeout.
+        let sent = if self.lead_epoch.get() == Some(self.epoch.get()) {
+            self.post_worker_bytes(message, None)
+        } else if let Some((requests, _)) = &self.fallback {
             if let Err(e) = requests.post_message(&buffer_of(message)) {
                 web_sys::console::warn_1(&e);
             }
             return;
-        }
-        // This tab's own worker leads: post to it directly, a same-thread
-        // hop, instead of through a MessagePort (about twice as slow per
-        // round trip). The worker answers on the channel a request came in on.
-        let sent = if self.lead_epoch.get() == Some(self.epoch.get()) {
-            self.post_worker_bytes(message, None)
         } else if let Some(link) = self.link.borrow().as_ref() {
             send_to_port(&link.port, message, None)
         } else {
