@@ -302,6 +302,22 @@ impl Worker {
         self.post(message);
     }
 
+    /// A handler for a port or channel of this worker: `on_message` gets the
+    /// worker (while it lives), the protocol bytes of each message (others
+    /// are ignored) and the event.
+    fn handler(
+        self: &Rc<Self>,
+        on_message: impl Fn(&Rc<Worker>, Vec<u8>, &MessageEvent) + 'static,
+    ) -> PortHandler {
+        let weak: Weak<Worker> = Rc::downgrade(self);
+        PortHandler::new(move |event: MessageEvent| {
+            let Some(worker) = weak.upgrade() else { return };
+            if let Some(bytes) = message_bytes(&event.data()) {
+                on_message(&worker, bytes, &event);
+            }
+        })
+    }
+
     /// Listens for requests of tabs that have no router.
     fn serve_fallback(self: &Rc<Self>, name: &str, epoch: Epoch) {
         let (Ok(requests), Ok(replies)) = (
@@ -310,12 +326,7 @@ impl Worker {
         ) else {
             return;
         };
-        let weak: Weak<Worker> = Rc::downgrade(self);
-        let handler = PortHandler::new(move |event: MessageEvent| {
-            let Some(worker) = weak.upgrade() else { return };
-            let Some(bytes) = message_bytes(&event.data()) else {
-                return;
-            };
+        let handler = self.handler(|worker, bytes, _| {
             let Ok(ToWorker::Request(envelope)) = decode::<ToWorker>(&bytes) else {
                 return;
             };
@@ -334,7 +345,7 @@ impl Worker {
                 worker.announce(epoch);
                 // ...and is watched through its tab lock, as the router would,
                 // so its transaction dies with it.
-                let weak = Rc::downgrade(&worker);
+                let weak = Rc::downgrade(worker);
                 let on_death = Closure::once_into_js(move |_lock: JsValue| {
                     if let Some(worker) = weak.upgrade() {
                         worker.gone(client);
@@ -505,12 +516,7 @@ impl Worker {
     }
 
     fn attach(self: &Rc<Self>, client: ClientId, port: MessagePort) {
-        let weak: Weak<Worker> = Rc::downgrade(self);
-        let handler = PortHandler::new(move |event: MessageEvent| {
-            let Some(worker) = weak.upgrade() else { return };
-            let Some(bytes) = message_bytes(&event.data()) else {
-                return;
-            };
+        let handler = self.handler(move |worker, bytes, _| {
             match decode::<ToWorker>(&bytes) {
                 // A port carries requests of the client it was brokered for.
                 Ok(ToWorker::Request(envelope)) if envelope.id.client == client => {
@@ -540,12 +546,7 @@ impl Worker {
 
     /// Listens to the router on `port`, replacing an earlier link.
     fn link_router(self: &Rc<Self>, port: MessagePort) {
-        let weak: Weak<Worker> = Rc::downgrade(self);
-        let handler = PortHandler::new(move |event: MessageEvent| {
-            let Some(worker) = weak.upgrade() else { return };
-            let Some(bytes) = message_bytes(&event.data()) else {
-                return;
-            };
+        let handler = self.handler(|worker, bytes, event| {
             match decode::<FromRouter>(&bytes) {
                 Ok(FromRouter::Attach { client, .. }) => {
                     match event.ports().get(0).dyn_into::<MessagePort>() {

@@ -88,8 +88,19 @@ impl Tab {
     }
 
     /// Sends `message` with `port` transferred along.
-    fn send_with(&self, message: &ToRouter, port: &MessagePort) {
-        self.post(message, Some(port));
+    /// Claims leadership for `epoch` as a leading tab does, with a link to
+    /// its worker: returns the worker's end of that link.
+    fn lead_with_link(&self, epoch: Epoch) -> Inbox {
+        let link = MessageChannel::new().unwrap();
+        let worker = inbox(&link.port1());
+        self.post(
+            &ToRouter::LeaderReady {
+                client: self.client,
+                epoch,
+            },
+            Some(&link.port2()),
+        );
+        worker
     }
 
     fn post(&self, message: &ToRouter, port: Option<&MessagePort>) {
@@ -267,15 +278,7 @@ async fn a_leader_link_takes_attach_and_gone_off_the_leader_tab() {
 
     // A leads with a link to its worker: the Attach messages go there, the
     // tab itself only hears Connect.
-    let a_link = MessageChannel::new().unwrap();
-    let a_worker = inbox(&a_link.port1());
-    a.send_with(
-        &ToRouter::LeaderReady {
-            client: a.client,
-            epoch: Epoch(1),
-        },
-        &a_link.port2(),
-    );
+    let a_worker = a.lead_with_link(Epoch(1));
     assert_eq!(attached_on(&a_worker, 2).await, vec![a.client, b.client]);
     assert!(matches!(
         a.recv().await,
@@ -287,15 +290,7 @@ async fn a_leader_link_takes_attach_and_gone_off_the_leader_tab() {
     ));
 
     // A stale claim's link is not used: a tab joining is attached on A's.
-    let stale = MessageChannel::new().unwrap();
-    let stale_worker = inbox(&stale.port1());
-    b.send_with(
-        &ToRouter::LeaderReady {
-            client: b.client,
-            epoch: Epoch(1),
-        },
-        &stale.port2(),
-    );
+    let stale_worker = b.lead_with_link(Epoch(1));
     let c = Tab::join(&router, 3).await;
     assert_eq!(attached_on(&a_worker, 1).await, vec![c.client]);
 
@@ -321,15 +316,7 @@ async fn a_leader_link_takes_attach_and_gone_off_the_leader_tab() {
     // A dies; B leads in epoch 2 with its own link, where tabs now attach.
     a.lock.release();
     assert_eq!(b.recv().await.0, FromRouter::LeaderLost { epoch: Epoch(1) });
-    let b_link = MessageChannel::new().unwrap();
-    let b_worker = inbox(&b_link.port1());
-    b.send_with(
-        &ToRouter::LeaderReady {
-            client: b.client,
-            epoch: Epoch(2),
-        },
-        &b_link.port2(),
-    );
+    let b_worker = b.lead_with_link(Epoch(2));
     assert_eq!(attached_on(&b_worker, 1).await, vec![b.client]);
     b.lock.release();
 }
