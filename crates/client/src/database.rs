@@ -585,11 +585,7 @@ impl Inner {
             self.fail_lost_transactions();
             self.notify_leader_listeners();
         }
-        for p in self.pending.borrow().values() {
-            for message in &p.messages {
-                self.send(message);
-            }
-        }
+        self.resend_pending();
         let first = self.connected.borrow_mut().take();
         match (first, head) {
             (Some(tx), Some(head)) => {
@@ -618,6 +614,16 @@ impl Inner {
     }
 
     /// The transaction a dead leader held is gone with it.
+    /// Sends every unanswered request again, to whoever leads now (each
+    /// is answered once: a write's id makes a second run a no-op).
+    fn resend_pending(&self) {
+        for p in self.pending.borrow().values() {
+            for message in &p.messages {
+                self.send(message);
+            }
+        }
+    }
+
     fn fail_lost_transactions(&self) {
         let mut pending = self.pending.borrow_mut();
         let lost: Vec<RequestId> = pending
@@ -868,6 +874,12 @@ impl Inner {
         match opened {
             Ok(info) if !self.closed.get() => {
                 self.storage.set(info.storage);
+                // Without a router the worker announces its epoch on the
+                // reply channel just before it answers Open, and that can
+                // arrive first: this tab then adopted the epoch and sent
+                // what was pending on the request channel, which the
+                // worker may not hear yet (see `send`).
+                let announced_first = self.epoch.get() == info.epoch;
                 self.lead_epoch.set(Some(info.epoch));
                 self.set_leader(true);
                 self.announce_leader(info.epoch);
@@ -875,6 +887,10 @@ impl Inner {
                 // worker (a round trip through the router) and asking where
                 // the commit sequence stands (one more) add nothing here.
                 self.new_epoch(info.epoch, Some(info.seq));
+                if announced_first {
+                    // Again, now straight to the worker.
+                    self.resend_pending();
+                }
             }
             Ok(_) => {}
             Err(e) => {
